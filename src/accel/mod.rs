@@ -1,0 +1,126 @@
+//! The accelerator seam: the one language the machine, the KVM backend and the software CPU speak.
+//!
+//! Data enters an accelerator as guest memory (a shared [`GuestMemoryMmap`]), an initial
+//! [`VcpuState`] per vCPU and an [`IoHandler`] that serves port I/O and MMIO. It leaves as a
+//! [`VcpuExit`] from [`Vcpu::run`] (only what the machine must decide: I/O is served inside `run`),
+//! counters in [`ExitStats`], and an [`AccelError`] carrying a [`CrashReport`] when the guest or the
+//! accelerator cannot go on.
+//!
+//! Every layer may import this module; it imports nothing from `cpu/`, `devices/` or `machine/`.
+
+pub mod kvm;
+mod report;
+mod state;
+mod stats;
+pub mod tcg;
+
+use std::sync::Arc;
+
+pub use report::CrashReport;
+pub use state::{reg, DescriptorTable, Segment, VcpuState};
+pub use stats::{ExitReason, ExitStats};
+use vm_memory::GuestMemoryMmap;
+
+/// Guest RAM as both accelerators see it: one `vm-memory` mapping shared by every vCPU thread.
+pub type GuestRam = GuestMemoryMmap<()>;
+
+/// Serves the guest's port I/O and MMIO. The machine implements it once over its buses; the KVM
+/// backend calls it on `KVM_EXIT_IO`/`KVM_EXIT_MMIO`, the software CPU in the middle of the
+/// instruction that touched the port or page.
+pub trait IoHandler: Send + Sync {
+    /// An `IN` of `data.len()` bytes (1, 2 or 4) from `port`.
+    fn pio_read(&self, vcpu: usize, port: u16, data: &mut [u8]);
+    /// An `OUT` of `data.len()` bytes to `port`.
+    fn pio_write(&self, vcpu: usize, port: u16, data: &[u8]);
+    /// A read of `data.len()` bytes at guest-physical `addr` that is not RAM.
+    fn mmio_read(&self, vcpu: usize, addr: u64, data: &mut [u8]);
+    /// A write of `data.len()` bytes at guest-physical `addr` that is not RAM.
+    fn mmio_write(&self, vcpu: usize, addr: u64, data: &[u8]);
+}
+
+/// Raises and lowers interrupt lines (GSIs). Under KVM the lines end in the in-kernel irqchip;
+/// under the software CPU in our PIC/IOAPIC.
+pub trait IrqChip: Send + Sync {
+    /// Drive line `gsi` to `level` (edge-triggered ISA lines are pulsed: high then low).
+    fn set_irq(&self, gsi: u32, level: bool);
+}
+
+/// Why [`Vcpu::run`] returned: only what the machine must decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VcpuExit {
+    /// The vCPU executed HLT and nothing can wake it inside the accelerator: the machine waits
+    /// for an interrupt (or a kick) and calls `run` again.
+    Halt,
+    /// The vCPU was kicked out of `run` (machine stop, pause, a request to serve).
+    Interrupted,
+    /// A debug event (breakpoint, single step) for the gdbstub.
+    Debug,
+    /// The CPU shut down (triple fault). A PC resets; with `-no-reboot` the machine exits.
+    Shutdown,
+    /// The vCPU asked for a machine reset.
+    Reset,
+}
+
+/// Errors an accelerator reports. The guest-side ones carry a [`CrashReport`].
+#[derive(Debug, thiserror::Error)]
+pub enum AccelError {
+    /// The accelerator cannot be opened or set up.
+    #[error("{what}: {source}")]
+    Setup {
+        /// What was being set up.
+        what: String,
+        /// The OS error behind it.
+        source: std::io::Error,
+    },
+    /// The guest hit something the accelerator cannot run; the report says where.
+    #[error("{0}")]
+    Guest(Box<CrashReport>),
+    /// Anything else the accelerator cannot continue from.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Lets another thread force a vCPU out of [`Vcpu::run`] promptly.
+pub trait Kicker: Send + Sync {
+    /// Make the vCPU return [`VcpuExit::Interrupted`] as soon as it can (or at its next entry).
+    fn kick(&self);
+}
+
+/// One virtual CPU. It lives on its own thread; the machine's run loop drives it.
+pub trait Vcpu: Send {
+    /// The vCPU index (0 is the bootstrap processor).
+    fn id(&self) -> usize;
+    /// Run guest code until something the machine must decide.
+    fn run(&mut self) -> Result<VcpuExit, AccelError>;
+    /// The architectural register state.
+    fn state(&mut self) -> Result<VcpuState, AccelError>;
+    /// Replace the architectural register state (boot entry, reset, snapshot restore).
+    fn set_state(&mut self, state: &VcpuState) -> Result<(), AccelError>;
+    /// A handle other threads use to kick this vCPU.
+    fn kicker(&self) -> Arc<dyn Kicker>;
+}
+
+/// Everything a vCPU needs from the machine when it is created.
+#[derive(Clone)]
+pub struct VcpuContext {
+    /// Guest RAM.
+    pub ram: Arc<GuestRam>,
+    /// Port I/O and MMIO.
+    pub io: Arc<dyn IoHandler>,
+    /// The shared exit counters.
+    pub stats: Arc<ExitStats>,
+    /// Number of vCPUs in the machine (CPUID topology, APIC IDs).
+    pub cpu_count: usize,
+}
+
+/// A way to run vCPUs: KVM or the software CPU.
+pub trait Accelerator: Send + Sync {
+    /// Short name as spelled on the command line (`kvm`, `tcg`).
+    fn name(&self) -> &'static str;
+    /// Make guest RAM visible to the accelerator (KVM registers the regions).
+    fn map_ram(&self, ram: &Arc<GuestRam>) -> Result<(), AccelError>;
+    /// The interrupt controller devices raise their lines on.
+    fn irq_chip(&self) -> Arc<dyn IrqChip>;
+    /// Create vCPU `id`, ready for [`Vcpu::set_state`].
+    fn create_vcpu(&self, id: usize, ctx: VcpuContext) -> Result<Box<dyn Vcpu>, AccelError>;
+}

@@ -1,0 +1,1 @@
+//! The software-CPU accelerator: drives `crate::cpu` behind the `Accelerator`/`Vcpu` seam.

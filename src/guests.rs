@@ -1,0 +1,1 @@
+//! Guest images built into the binary (the demo guest `kemu` boots with no arguments).
