@@ -7,6 +7,7 @@
 //! the guest, and import nothing from `accel/kvm`, `cpu/` or `machine/`.
 
 pub mod bus;
+pub mod serial;
 
 pub use bus::{Bus, BusError};
 
