@@ -7,6 +7,8 @@
 //! the guest, and import nothing from `accel/kvm`, `cpu/` or `machine/`.
 
 pub mod bus;
+pub mod i8042;
+pub mod port61;
 pub mod serial;
 
 pub use bus::{Bus, BusError};
