@@ -7,8 +7,11 @@
 //! the guest, and import nothing from `accel/kvm`, `cpu/` or `machine/`.
 
 pub mod bus;
+pub mod cmos;
+pub mod debug_exit;
 pub mod i8042;
 pub mod port61;
+pub mod port80;
 pub mod serial;
 
 pub use bus::{Bus, BusError};
