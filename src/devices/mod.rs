@@ -6,7 +6,15 @@
 //! status, reset, power-off) through [`SystemEvents`]; they never know which accelerator runs
 //! the guest, and import nothing from `accel/kvm`, `cpu/` or `machine/`.
 
+pub mod acpi_pm;
 pub mod bus;
+pub mod cmos;
+pub mod debug_exit;
+pub mod i8042;
+pub mod pci_host;
+pub mod port61;
+pub mod port80;
+pub mod serial;
 
 pub use bus::{Bus, BusError};
 
