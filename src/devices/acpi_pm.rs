@@ -123,6 +123,12 @@ impl AcpiPm {
         self
     }
 
+    /// Back to the power-on state (machine reset); the timer keeps running, as it does on a PC.
+    pub fn reset(&mut self) {
+        self.state = AcpiPmState::default();
+        self.update_sci();
+    }
+
     /// A copy of the state.
     pub fn state(&self) -> AcpiPmState {
         self.state

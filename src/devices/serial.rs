@@ -20,7 +20,8 @@
 //!
 //! MCR.OUT2, which gates the IRQ on a real PC board, is not modelled (as in QEMU).
 //! Loopback (MCR bit 4) routes THR writes into the RX FIFO and MCR's outputs into MSR's inputs,
-//! which Linux uses to detect the UART.
+//! which Linux uses to detect the UART. The receive queue behaves the same with FIFOs enabled or
+//! not (a 16450-mode guest that reads slowly sees no overrun).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -209,6 +210,13 @@ impl<W: Write + Send> Serial<W> {
         s.irq.set_level(false);
         s.update_irq();
         s
+    }
+
+    /// Back to the power-on state (machine reset); queued host input is dropped.
+    pub fn reset(&mut self) {
+        self.state = SerialState::default();
+        self.rx.clear();
+        self.update_irq();
     }
 
     /// A copy of the guest-visible state.
@@ -429,17 +437,17 @@ impl<W: Write + Send> Serial<W> {
 }
 
 impl<W: Write + Send> BusDevice for Serial<W> {
+    // The UART is a byte device: a wider access is split into byte accesses to consecutive
+    // registers, as the ISA bus does.
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        // The UART is a byte device; a wider access reads the first register, the rest undriven.
-        data.fill(0xff);
-        if let Some(first) = data.first_mut() {
-            *first = self.read_reg(offset);
+        for (i, d) in data.iter_mut().enumerate() {
+            *d = self.read_reg(offset + i as u64);
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if let Some(&value) = data.first() {
-            self.write_reg(offset, value);
+        for (i, &v) in data.iter().enumerate() {
+            self.write_reg(offset + i as u64, v);
         }
     }
 }
@@ -508,6 +516,16 @@ mod tests {
         assert_eq!(rd(&mut s, IER), 0x05);
         assert_eq!(s.state().divisor, 1);
         assert!(s.sink().is_empty());
+    }
+
+    #[test]
+    fn wide_accesses_split_into_registers() {
+        let (mut s, _) = uart();
+        s.write(LCR, &[3, 0x0b]);
+        assert_eq!(rd(&mut s, MCR), 0x0b);
+        let mut w = [0u8; 2];
+        s.read(LCR, &mut w);
+        assert_eq!(w, [3, 0x0b]);
     }
 
     #[test]

@@ -49,9 +49,9 @@ pub enum ConsoleError {
 /// The byte that starts an escape: Ctrl-A.
 pub const ESCAPE: u8 = 0x01;
 
-/// The help `Ctrl-A h` prints (raw mode: lines end in CR LF).
-pub const ESCAPE_HELP: &str = "\r\nC-a h    print this help\r\nC-a x    exit emulator\r\n\
-                               C-a C-a  send C-a to the guest\r\n";
+/// The help `Ctrl-A h` prints (raw mode keeps output processing, so `\n` is enough).
+pub const ESCAPE_HELP: &str =
+    "\nC-a h    print this help\nC-a x    exit emulator\nC-a C-a  send C-a to the guest\n";
 
 /// The settings to put back, shared with the panic hook and the `atexit` handler.
 static SAVED: Mutex<Option<libc::termios>> = Mutex::new(None);
@@ -107,10 +107,14 @@ pub struct RawTerminal {
 }
 
 impl RawTerminal {
-    /// Put stdin in raw mode if it is a terminal; `Ok(None)` if it is not (nothing to do).
+    /// Put stdin in raw mode if it is a terminal; `Ok(None)` if it is not, or if another guard
+    /// already holds it raw (nothing to do).
     pub fn enter() -> Result<Option<Self>, ConsoleError> {
         // SAFETY: isatty only inspects the descriptor number.
         if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
+            return Ok(None);
+        }
+        if SAVED.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
             return Ok(None);
         }
         // SAFETY: termios is plain old data; all-zero is a valid value to be overwritten.
