@@ -22,6 +22,19 @@
 //! Loopback (MCR bit 4) routes THR writes into the RX FIFO and MCR's outputs into MSR's inputs,
 //! which Linux uses to detect the UART. The receive queue behaves the same with FIFOs enabled or
 //! not (a 16450-mode guest that reads slowly sees no overrun).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use kemu::devices::serial::{Serial, DATA, LSR, LSR_THRE};
+//! use kemu::devices::{BusDevice, NoIrq};
+//!
+//! let mut uart = Serial::new(Vec::new(), Arc::new(NoIrq));
+//! let mut lsr = [0];
+//! uart.read(LSR, &mut lsr);
+//! assert_ne!(lsr[0] & LSR_THRE, 0, "always ready to send");
+//! uart.write(DATA, b"A");
+//! assert_eq!(uart.sink(), b"A");
+//! ```
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -228,7 +241,9 @@ impl<W: Write + Send> Serial<W> {
     }
 
     /// Queue host input for the guest; returns how many bytes were taken (fewer than
-    /// `bytes.len()` only when [`RX_FIFO_CAP`] bytes are already waiting: retry the rest later).
+    /// `bytes.len()` only when [`RX_FIFO_CAP`] bytes are already waiting: retry the rest later,
+    /// or drop them — a stdin reader must not block on a guest that never reads, or `Ctrl-A x`
+    /// would go unheard).
     /// Raises the RDA interrupt if enabled. In loopback mode the receiver is disconnected from
     /// the wire, so the bytes are consumed and dropped, as on real hardware.
     pub fn enqueue_input(&mut self, bytes: &[u8]) -> usize {
