@@ -212,43 +212,45 @@ impl EscapeParser {
 /// `on_quit` and ends the thread, `Ctrl-A h` prints [`ESCAPE_HELP`] on stderr. End of input or a
 /// read error ends the thread without quitting.
 pub fn spawn_stdin_reader(
-    mut on_input: impl FnMut(&[u8]) + Send + 'static,
+    on_input: impl FnMut(&[u8]) + Send + 'static,
     on_quit: impl FnOnce() + Send + 'static,
 ) -> Result<JoinHandle<()>, ConsoleError> {
     std::thread::Builder::new()
         .name("stdin-reader".into())
         .spawn(move || {
-            let mut parser = EscapeParser::new();
-            let mut stdin = io::stdin().lock();
-            let mut buf = [0u8; 256];
-            loop {
-                let n = match stdin.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        log::warn!("console: reading stdin: {e}");
-                        return;
-                    }
-                };
-                for event in parser.feed(&buf[..n]) {
-                    match event {
-                        ConsoleEvent::Data(d) => on_input(&d),
-                        ConsoleEvent::Quit => {
-                            on_quit();
-                            return;
-                        }
-                        ConsoleEvent::Help => {
-                            let _ = io::stderr().write_all(ESCAPE_HELP.as_bytes());
-                        }
-                        ConsoleEvent::Escape(b) => {
-                            log::debug!("console: unknown escape C-a {b:#04x}")
-                        }
-                    }
-                }
-            }
+            pump(io::stdin().lock(), on_input, on_quit);
         })
         .map_err(ConsoleError::Thread)
+}
+
+/// The reader loop of [`spawn_stdin_reader`], over any input; returns whether it quit.
+pub fn pump(mut input: impl Read, mut on_input: impl FnMut(&[u8]), on_quit: impl FnOnce()) -> bool {
+    let mut parser = EscapeParser::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::warn!("console: reading input: {e}");
+                return false;
+            }
+        };
+        for event in parser.feed(&buf[..n]) {
+            match event {
+                ConsoleEvent::Data(d) => on_input(&d),
+                ConsoleEvent::Quit => {
+                    on_quit();
+                    return true;
+                }
+                ConsoleEvent::Help => {
+                    let _ = io::stderr().write_all(ESCAPE_HELP.as_bytes());
+                }
+                ConsoleEvent::Escape(b) => log::debug!("console: unknown escape C-a {b:#04x}"),
+            }
+        }
+    }
 }
 
 /// Where `-serial` sends the guest's output.
@@ -356,6 +358,28 @@ mod tests {
         assert_eq!(p.feed(b"\x01"), []);
         assert_eq!(p.feed(b"h"), [ConsoleEvent::Help]);
         assert_eq!(p.feed(b"\x01c"), [ConsoleEvent::Escape(b'c')]);
+    }
+
+    #[test]
+    fn pump_stops_at_eof_without_quitting_and_at_ctrl_a_x_with() {
+        let mut got = Vec::new();
+        let quit = pump(
+            &b"echo hi\r"[..],
+            |d| got.extend_from_slice(d),
+            || panic!("no quit"),
+        );
+        assert!(!quit);
+        assert_eq!(got, b"echo hi\r");
+
+        let mut got = Vec::new();
+        let mut quits = 0;
+        let quit = pump(
+            &b"ab\x01xnot read"[..],
+            |d| got.extend_from_slice(d),
+            || quits += 1,
+        );
+        assert!(quit);
+        assert_eq!((got.as_slice(), quits), (&b"ab"[..], 1));
     }
 
     #[test]
