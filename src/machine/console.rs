@@ -428,12 +428,32 @@ mod tests {
         assert_eq!(t.c_cc[libc::VMIN], 1);
     }
 
+    fn stdin_lflag() -> Option<libc::tcflag_t> {
+        // SAFETY: termios is plain old data, filled by tcgetattr on success.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `t` is a valid, writable termios.
+        (unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } == 0).then_some(t.c_lflag)
+    }
+
     #[test]
-    fn enter_without_a_terminal_is_a_no_op_or_restores() {
-        // Under `cargo test` stdin is usually not a terminal; either way entering and dropping
-        // must leave nothing saved.
+    fn enter_is_raw_inside_and_restored_after() {
+        // Under plain `cargo test` stdin is usually not a terminal and this checks only that
+        // nothing is left saved; run under `script -qec "cargo test ..." /dev/null` to check the
+        // terminal itself.
+        let before = stdin_lflag();
         let guard = RawTerminal::enter().unwrap();
+        if guard.is_some() {
+            assert_eq!(
+                stdin_lflag().unwrap() & (libc::ICANON | libc::ISIG | libc::ECHO),
+                0
+            );
+            assert!(
+                RawTerminal::enter().unwrap().is_none(),
+                "nested guard is a no-op"
+            );
+        }
         drop(guard);
         assert!(SAVED.lock().unwrap().is_none());
+        assert_eq!(stdin_lflag(), before);
     }
 }
