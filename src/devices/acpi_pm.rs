@@ -37,6 +37,16 @@ pub const PM_TMR: u16 = PM_BASE + 8;
 pub const SCI_IRQ: u32 = 9;
 /// SLP_TYP of S5 (soft off) in our DSDT's `_S5` package.
 pub const S5_SLP_TYP: u16 = 0;
+/// FADT RESET_REG: the PIIX reset control register in system I/O space (one byte).
+pub const RESET_REG_PORT: u16 = super::pci_host::RESET_CONTROL_PORT;
+/// FADT RESET_VALUE.
+pub const RESET_VALUE: u8 = super::pci_host::RESET_VALUE;
+/// FADT PM1_EVT_LEN.
+pub const PM1_EVT_LEN: u8 = 4;
+/// FADT PM1_CNT_LEN.
+pub const PM1_CNT_LEN: u8 = 2;
+/// FADT PM_TMR_LEN.
+pub const PM_TMR_LEN: u8 = 4;
 /// The PM timer's frequency in Hz.
 pub const PM_TIMER_HZ: u64 = 3_579_545;
 
@@ -121,6 +131,12 @@ impl AcpiPm {
     pub fn with_clock(mut self, clock: MonotonicClock) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Back to the power-on state (machine reset); the timer keeps running, as it does on a PC.
+    pub fn reset(&mut self) {
+        self.state = AcpiPmState::default();
+        self.update_sci();
     }
 
     /// A copy of the state.

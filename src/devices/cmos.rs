@@ -246,6 +246,13 @@ impl Cmos {
         self
     }
 
+    /// Machine reset: the RAM and the clock are battery-backed and keep their contents; the
+    /// index and the NMI mask go back to 0.
+    pub fn reset(&mut self) {
+        self.state.index = 0;
+        self.state.nmi_masked = false;
+    }
+
     /// A copy of the state.
     pub fn state(&self) -> CmosState {
         self.state.clone()
@@ -374,19 +381,16 @@ impl Cmos {
     }
 }
 
-impl BusDevice for Cmos {
-    fn read(&mut self, offset: u64, data: &mut [u8]) {
-        data.fill(0xff);
-        // The index port is write-only on a PC; it reads as an undriven bus.
-        if offset == DATA {
-            if let Some(b) = data.first_mut() {
-                *b = self.read_data();
-            }
+impl Cmos {
+    fn read_port(&mut self, offset: u64) -> u8 {
+        match offset {
+            DATA => self.read_data(),
+            // The index port is write-only on a PC; it reads as an undriven bus.
+            _ => 0xff,
         }
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) {
-        let Some(&v) = data.first() else { return };
+    fn write_port(&mut self, offset: u64, v: u8) {
         match offset {
             INDEX => {
                 self.state.index = v & 0x7f;
@@ -394,6 +398,21 @@ impl BusDevice for Cmos {
             }
             DATA => self.write_data(v),
             _ => {}
+        }
+    }
+}
+
+impl BusDevice for Cmos {
+    // Byte ports: a 16-bit access at 0x70 touches the index, then the data port, as on ISA.
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        for (i, d) in data.iter_mut().enumerate() {
+            *d = self.read_port(offset + i as u64);
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        for (i, &v) in data.iter().enumerate() {
+            self.write_port(offset + i as u64, v);
         }
     }
 }
@@ -508,6 +527,9 @@ mod tests {
         c.read(INDEX, &mut b);
         assert_eq!(b[0], 0xff);
         assert_eq!(get(&mut c, 0x40), 0x77);
+        // A word write selects and writes in one go.
+        c.write(INDEX, &[0x41, 0x66]);
+        assert_eq!(get(&mut c, 0x41), 0x66);
         assert!(!c.nmi_masked());
         let st = c.state();
         assert_eq!(Cmos::from_state(st.clone()).state(), st);

@@ -222,6 +222,13 @@ impl I8042 {
         dev
     }
 
+    /// Back to the power-on state (machine reset).
+    pub fn reset(&mut self) {
+        self.state = I8042State::default();
+        self.out.clear();
+        self.update_irq();
+    }
+
     /// A copy of the guest-visible state.
     pub fn state(&self) -> I8042State {
         I8042State {

@@ -11,6 +11,8 @@ pub mod bus;
 pub mod cmos;
 pub mod debug_exit;
 pub mod i8042;
+#[cfg(test)]
+mod layout_tests;
 pub mod pci_host;
 pub mod port61;
 pub mod port80;

@@ -102,6 +102,8 @@ pub trait PciDevice: Send {
     fn config_read(&mut self, offset: u16, data: &mut [u8]);
     /// Write `data.len()` bytes of configuration space at `offset`.
     fn config_write(&mut self, offset: u16, data: &[u8]);
+    /// Machine reset: back to the power-on configuration (BARs, command register).
+    fn reset(&mut self) {}
 }
 
 /// A shared handle to a PCI function (the machine also maps its BARs on the buses).
@@ -193,19 +195,47 @@ pub struct PciHostState {
 pub struct PciHost {
     state: PciHostState,
     functions: BTreeMap<(u8, u8), SharedPciDevice>,
+    bridge: Arc<Mutex<ConfigSpace>>,
     events: Arc<dyn SystemEvents>,
 }
 
 impl PciHost {
     /// A host with the i440FX bridge at 00:00.0; resets go to `events`.
     pub fn new(events: Arc<dyn SystemEvents>) -> Self {
+        let bridge = Arc::new(Mutex::new(i440fx_host_bridge()));
         let mut functions: BTreeMap<(u8, u8), SharedPciDevice> = BTreeMap::new();
-        functions.insert((0, 0), Arc::new(Mutex::new(i440fx_host_bridge())));
+        functions.insert((0, 0), bridge.clone());
         Self {
             state: PciHostState::default(),
             functions,
+            bridge,
             events,
         }
+    }
+
+    /// Machine reset: the host's registers and the bridge go back to power-on, and every
+    /// plugged-in function gets [`PciDevice::reset`].
+    pub fn reset(&mut self) {
+        self.state = PciHostState::default();
+        *self.bridge.lock().unwrap_or_else(|e| e.into_inner()) = i440fx_host_bridge();
+        for (&addr, dev) in &self.functions {
+            if addr != (0, 0) {
+                lock(dev).reset();
+            }
+        }
+    }
+
+    /// The host bridge's configuration space (for snapshots).
+    pub fn host_bridge(&self) -> ConfigSpace {
+        self.bridge
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Restore the host bridge's configuration space.
+    pub fn restore_host_bridge(&mut self, config: ConfigSpace) {
+        *self.bridge.lock().unwrap_or_else(|e| e.into_inner()) = config;
     }
 
     /// Plug `dev` in at 00:`device`.`function`.
@@ -365,6 +395,11 @@ mod tests {
         h.write(CONFIG_DATA, &[0, 0]);
         h.read(CONFIG_DATA, &mut w);
         assert_eq!(u16::from_le_bytes(w), I440FX_VENDOR);
+        // Reset brings the command register back.
+        h.reset();
+        assert_eq!(h.state(), PciHostState::default());
+        assert_eq!(cfg_read32(&mut h, 0, 0, 4) & 0xffff, 0);
+        assert_eq!(h.host_bridge(), i440fx_host_bridge());
     }
 
     #[test]

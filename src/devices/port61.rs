@@ -75,6 +75,12 @@ impl Port61 {
         Self { state, pit }
     }
 
+    /// Back to the power-on state (machine reset): gate low.
+    pub fn reset(&mut self) {
+        self.state = Port61State::default();
+        self.pit.set_gate(false);
+    }
+
     /// A copy of the state.
     pub fn state(&self) -> Port61State {
         self.state

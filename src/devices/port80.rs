@@ -12,6 +12,13 @@ pub const PORT80_LEN: u64 = 1;
 /// Called with every byte written.
 pub type PostCallback = Box<dyn FnMut(u8) + Send>;
 
+/// Guest-visible state, for snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Port80State {
+    /// The last code written.
+    pub last: u8,
+}
+
 /// The POST code port.
 pub struct Port80 {
     last: u8,
@@ -24,14 +31,19 @@ impl Port80 {
         Self { last: 0, on_write }
     }
 
-    /// The last code written (the snapshot state: one byte).
+    /// The last code written.
     pub fn last(&self) -> u8 {
         self.last
     }
 
-    /// Restore the last code without calling the callback.
-    pub fn set_last(&mut self, code: u8) {
-        self.last = code;
+    /// A copy of the state.
+    pub fn state(&self) -> Port80State {
+        Port80State { last: self.last }
+    }
+
+    /// Restore the state without calling the callback.
+    pub fn restore(&mut self, state: Port80State) {
+        self.last = state.last;
     }
 }
 
@@ -66,5 +78,8 @@ mod tests {
         assert_eq!(b[0], 0x34);
         assert_eq!(p.last(), 0x34);
         assert_eq!(*seen.lock().unwrap(), [0x12, 0x34]);
+        p.restore(Port80State { last: 7 });
+        assert_eq!(p.state().last, 7);
+        assert_eq!(seen.lock().unwrap().len(), 2);
     }
 }

@@ -20,7 +20,21 @@
 //!
 //! MCR.OUT2, which gates the IRQ on a real PC board, is not modelled (as in QEMU).
 //! Loopback (MCR bit 4) routes THR writes into the RX FIFO and MCR's outputs into MSR's inputs,
-//! which Linux uses to detect the UART.
+//! which Linux uses to detect the UART. The receive queue behaves the same with FIFOs enabled or
+//! not (a 16450-mode guest that reads slowly sees no overrun).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use kemu::devices::serial::{Serial, DATA, LSR, LSR_THRE};
+//! use kemu::devices::{BusDevice, NoIrq};
+//!
+//! let mut uart = Serial::new(Vec::new(), Arc::new(NoIrq));
+//! let mut lsr = [0];
+//! uart.read(LSR, &mut lsr);
+//! assert_ne!(lsr[0] & LSR_THRE, 0, "always ready to send");
+//! uart.write(DATA, b"A");
+//! assert_eq!(uart.sink(), b"A");
+//! ```
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -211,6 +225,13 @@ impl<W: Write + Send> Serial<W> {
         s
     }
 
+    /// Back to the power-on state (machine reset); queued host input is dropped.
+    pub fn reset(&mut self) {
+        self.state = SerialState::default();
+        self.rx.clear();
+        self.update_irq();
+    }
+
     /// A copy of the guest-visible state.
     pub fn state(&self) -> SerialState {
         SerialState {
@@ -220,7 +241,9 @@ impl<W: Write + Send> Serial<W> {
     }
 
     /// Queue host input for the guest; returns how many bytes were taken (fewer than
-    /// `bytes.len()` only when [`RX_FIFO_CAP`] bytes are already waiting: retry the rest later).
+    /// `bytes.len()` only when [`RX_FIFO_CAP`] bytes are already waiting: retry the rest later,
+    /// or drop them — a stdin reader must not block on a guest that never reads, or `Ctrl-A x`
+    /// would go unheard).
     /// Raises the RDA interrupt if enabled. In loopback mode the receiver is disconnected from
     /// the wire, so the bytes are consumed and dropped, as on real hardware.
     pub fn enqueue_input(&mut self, bytes: &[u8]) -> usize {
@@ -429,17 +452,17 @@ impl<W: Write + Send> Serial<W> {
 }
 
 impl<W: Write + Send> BusDevice for Serial<W> {
+    // The UART is a byte device: a wider access is split into byte accesses to consecutive
+    // registers, as the ISA bus does.
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        // The UART is a byte device; a wider access reads the first register, the rest undriven.
-        data.fill(0xff);
-        if let Some(first) = data.first_mut() {
-            *first = self.read_reg(offset);
+        for (i, d) in data.iter_mut().enumerate() {
+            *d = self.read_reg(offset + i as u64);
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if let Some(&value) = data.first() {
-            self.write_reg(offset, value);
+        for (i, &v) in data.iter().enumerate() {
+            self.write_reg(offset + i as u64, v);
         }
     }
 }
@@ -508,6 +531,16 @@ mod tests {
         assert_eq!(rd(&mut s, IER), 0x05);
         assert_eq!(s.state().divisor, 1);
         assert!(s.sink().is_empty());
+    }
+
+    #[test]
+    fn wide_accesses_split_into_registers() {
+        let (mut s, _) = uart();
+        s.write(LCR, &[3, 0x0b]);
+        assert_eq!(rd(&mut s, MCR), 0x0b);
+        let mut w = [0u8; 2];
+        s.read(LCR, &mut w);
+        assert_eq!(w, [3, 0x0b]);
     }
 
     #[test]

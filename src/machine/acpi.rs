@@ -18,7 +18,9 @@
 //!   always on), reset register I/O 0xCF9 value 0x06, 8042 and legacy devices present, RTC
 //!   century at CMOS 0x32.
 //! - DSDT: `\_S5` = Package {0, 0, 0, 0} (SLP_TYP 0 means power-off to the PM device), and a
-//!   PCI host bridge `\_SB.PCI0` (PNP0A03, bus 0).
+//!   PCI host bridge `\_SB.PCI0` (PNP0A03, bus 0) whose `_CRS` gives buses 0..255, ports
+//!   0xCF8..0xCFF, I/O 0..0xCF7 and 0xD00..0xFFFF, memory 0xA0000..0xBFFFF and the hole
+//!   0xC0000000..0xFEBFFFFF.
 
 use acpi_tables::aml;
 use acpi_tables::facs::FACS;
@@ -33,7 +35,7 @@ use thiserror::Error;
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::accel::GuestRam;
-use crate::machine::memory::{ACPI_END, IOAPIC_ADDR, LAPIC_ADDR, RSDP_ADDR};
+use crate::machine::memory::{ACPI_END, IOAPIC_ADDR, LAPIC_ADDR, MMIO_HOLE_START, RSDP_ADDR};
 
 /// OEM ID in every table.
 const OEM_ID: [u8; 6] = *b"KEMU  ";
@@ -124,7 +126,33 @@ fn dsdt() -> Vec<u8> {
     let pci_adr = aml::Name::new("_ADR".into(), &aml::ZERO);
     let pci_bbn = aml::Name::new("_BBN".into(), &aml::ZERO);
     let pci_uid = aml::Name::new("_UID".into(), &aml::ZERO);
-    let pci0 = aml::Device::new("PCI0".into(), vec![&pci_hid, &pci_adr, &pci_bbn, &pci_uid]);
+    // Windows the host bridge decodes: bus 0..255, config ports, all other I/O, the VGA window
+    // and the MMIO hole up to the IOAPIC.
+    let buses = aml::AddressSpace::new_bus_number(0u16, 0xff);
+    let cfg_ports = aml::IO::new(0xcf8, 0xcf8, 1, 8);
+    let io_low = aml::AddressSpace::new_io(0u16, 0xcf7, None);
+    let io_high = aml::AddressSpace::new_io(0xd00u16, 0xffff, None);
+    let vga = aml::AddressSpace::new_memory(
+        aml::AddressSpaceCacheable::Cacheable,
+        true,
+        0xa_0000u32,
+        0xb_ffff,
+        None,
+    );
+    let mmio = aml::AddressSpace::new_memory(
+        aml::AddressSpaceCacheable::NotCacheable,
+        true,
+        MMIO_HOLE_START as u32,
+        IOAPIC_ADDR as u32 - 1,
+        None,
+    );
+    let crs_template =
+        aml::ResourceTemplate::new(vec![&buses, &cfg_ports, &io_low, &io_high, &vga, &mmio]);
+    let pci_crs = aml::Name::new("_CRS".into(), &crs_template);
+    let pci0 = aml::Device::new(
+        "PCI0".into(),
+        vec![&pci_hid, &pci_adr, &pci_bbn, &pci_uid, &pci_crs],
+    );
     let sb = aml::Scope::new("\\_SB_".into(), vec![&pci0]);
     let mut table = Sdt::new(*b"DSDT", 36, 2, OEM_ID, *b"KEMUDSDT", OEM_REVISION);
     table.append_slice(&bytes_of(&s5));
@@ -417,5 +445,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("255 CPUs"), "{msg}");
+    }
+
+    /// Writes the tables to `$KEMU_ACPI_DUMP/*.dat` for checking with `iasl -d`
+    /// (`cargo test --lib machine::acpi -- --ignored`).
+    #[test]
+    #[ignore]
+    fn dump_for_iasl() {
+        let Some(dir) = std::env::var_os("KEMU_ACPI_DUMP") else {
+            eprintln!("set KEMU_ACPI_DUMP to a directory");
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        let ram = create_ram(64 << 20).unwrap();
+        let rsdp_addr = write_acpi_tables(&ram, 2, 64 << 20).unwrap();
+        let rsdp = read(&ram, rsdp_addr, 36);
+        let xsdt = table(&ram, u64_at(&rsdp, 24), b"XSDT");
+        let fadt_addr = u64_at(&xsdt, 36);
+        let madt_addr = u64_at(&xsdt, 44);
+        let fadt = table(&ram, fadt_addr, b"FACP");
+        let dsdt = table(&ram, u64::from(u32_at(&fadt, 40)), b"DSDT");
+        let madt = table(&ram, madt_addr, b"APIC");
+        for (name, data) in [
+            ("dsdt", dsdt),
+            ("facp", fadt),
+            ("apic", madt),
+            ("xsdt", xsdt),
+        ] {
+            std::fs::write(dir.join(format!("{name}.dat")), data).unwrap();
+        }
     }
 }

@@ -1,4 +1,5 @@
-/* cpl3: runs an integer workload at CPL 3 (lib/workload.inc), comes back with SYSCALL and
+/* cpl3: runs an integer workload at CPL 3 (lib/workload.inc), comes back to CPL 0 (run_user:
+ * the #GP of a HLT, robust under PVM where a SYSCALL after a long CPL 3 stretch is not) and
  * prints its checksum. The host-CPU oracle: cpl3.expected holds what the real CPU computes
  * (scripts/cpl3-host-oracle.sh runs the same workload natively). Also prints the CPL the
  * workload saw, so a guest that never left CPL 0 cannot pass. */

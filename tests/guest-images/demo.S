@@ -5,7 +5,11 @@
  *   3. in 64-bit mode we find the ACPI RSDP in the BIOS area and walk the RSDT/XSDT to the
  *      MADT, whose enabled Local APIC entries give the number of CPUs;
  *   4. we drop to user mode (CPL 3) with SYSRETQ and compute a CRC32 in software there;
- *   5. the user code comes back to the kernel (CPL 0) with SYSCALL, and we print the result;
+ *   5. the user code comes back to the kernel (CPL 0) by executing HLT, which a CPL 3 program
+ *      may not do: the CPU raises #GP and enters the kernel through the IDT (lib/idt.inc).
+ *      SYSCALL would be the usual way up, but under PVM (this project's /dev/kvm) a SYSCALL
+ *      from CPL 3 sometimes comes back still at CPL 3; exceptions are delivered reliably.
+ *      Then we print the result;
  *   6. we power the machine off through ACPI (PM1a_CNT at port 0x604), so kemu exits with 0.
  * Everything it prints is independent of the machine but for the CPU count. */
     .include "lib/common.inc"
@@ -50,7 +54,7 @@ main:
     lea message(%rip), %rsi
     call run_user
     mov %rax, %rbx
-    PRINT "kemu demo: back in kernel mode (CPL 0) through SYSCALL\n"
+    PRINT "kemu demo: back in kernel mode (CPL 0): the user code's HLT raised #GP\n"
     PRINT "kemu demo: user code ran at CPL "
     mov user_cpl(%rip), %edi
     call serial_print_dec
@@ -64,6 +68,9 @@ main:
     PRINT "\nkemu demo: done\n"
 
     call acpi_poweroff
+    lea user_spin(%rip), %rdi        /* an emulator may take a moment to act on the write */
+    mov $(1 << 22), %esi
+    call run_user
     PRINT "kemu demo: ACPI power-off (port 0x604) did not stop the machine; halting\n"
     pop %rbx
     jmp halt_forever

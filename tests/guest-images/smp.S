@@ -68,12 +68,12 @@ main:
     movl $0, LAPIC_ICR_HI(%rbx)
     movl $ICR_INIT_ALL_BUT_SELF, LAPIC_ICR_LO(%rbx)
     call wait_icr
-    lea user_delay(%rip), %rdi       /* the SDM's 10 ms, roughly: a delay at CPL 3 */
+    lea user_spin(%rip), %rdi        /* the SDM's 10 ms, roughly: a delay at CPL 3 */
     mov $100000, %esi
     call run_user
     movl $(ICR_SIPI_ALL_BUT_SELF | (TRAMPOLINE >> 12)), LAPIC_ICR_LO(%rbx)
     call wait_icr
-    lea user_delay(%rip), %rdi
+    lea user_spin(%rip), %rdi
     mov $10000, %esi
     call run_user
     movl $(ICR_SIPI_ALL_BUT_SELF | (TRAMPOLINE >> 12)), LAPIC_ICR_LO(%rbx)
@@ -131,13 +131,6 @@ spin_lock:
 2:  ret
 spin_unlock:
     movl $0, print_lock(%rip)
-    ret
-
-/* CPL 3: spin RDI times. */
-user_delay:
-1:  pause
-    dec %rdi
-    jnz 1b
     ret
 
 /* CPL 3: poll cpus_up until it reaches RDI or a bound runs out; returns the last count. */

@@ -138,6 +138,24 @@ fn zero_page(
     Ok(params)
 }
 
+/// Where the kernel will decompress itself: (buffer start, end of everything the kernel
+/// occupies). The 64-bit entry moves the decompression buffer to the load address rounded up
+/// to `kernel_alignment`, but no lower than `pref_address` (LOAD_PHYSICAL_ADDR, usually
+/// 16 MiB), and uses `init_size` bytes from there; the compressed image stays at 1 MiB until
+/// then. Nothing else (the initrd) may sit below the returned end.
+fn footprint(hdr: &setup_header, kernel_size: u64) -> (u64, u64) {
+    let align = u64::from(hdr.kernel_alignment);
+    let aligned_load = if align.is_power_of_two() {
+        KERNEL_LOAD_ADDR.next_multiple_of(align)
+    } else {
+        KERNEL_LOAD_ADDR
+    };
+    // pref_address comes from the file: saturate rather than overflow on nonsense.
+    let buf_start = aligned_load.max(hdr.pref_address);
+    let buf_end = buf_start.saturating_add(u64::from(hdr.init_size));
+    (buf_start, buf_end.max(KERNEL_LOAD_ADDR + kernel_size))
+}
+
 /// Loads a bzImage with the 64-bit boot protocol.
 pub(super) fn load(
     ram: &GuestRam,
@@ -161,24 +179,23 @@ pub(super) fn load(
             len: img.len() as u64,
         });
     }
-    // The kernel decompresses in place and needs init_size bytes from its load address.
-    let footprint = kernel_size.max(u64::from(hdr.init_size));
     let low_end = low_ram_end(cfg.ram_size);
-    let kernel_end = KERNEL_LOAD_ADDR + footprint;
+    let (buf_start, kernel_end) = footprint(&hdr, kernel_size);
     if kernel_end > low_end {
         return Err(BootError::DoesNotFit {
             what: "Linux kernel".into(),
             addr: KERNEL_LOAD_ADDR,
-            size: footprint,
+            size: kernel_end - KERNEL_LOAD_ADDR,
             detail: format!(
-                "it needs {footprint} bytes from 1 MiB (image {kernel_size}, init_size {}), \
-                 RAM below the PCI hole ends at {low_end:#x} ({} bytes of RAM)",
+                "the compressed kernel ({kernel_size} bytes) sits at 1 MiB and decompresses into \
+                 {buf_start:#x}..{kernel_end:#x} (init_size {}), but RAM below the PCI hole ends \
+                 at {low_end:#x} ({} bytes of RAM)",
                 { hdr.init_size },
                 cfg.ram_size
             ),
         });
     }
-    guest::check_placement(ram, "Linux kernel", KERNEL_LOAD_ADDR, footprint, low_end)?;
+    guest::check_placement(ram, "Linux kernel", KERNEL_LOAD_ADDR, kernel_size, low_end)?;
 
     let cmdline_addr = guest::write_cmdline(ram, &cfg.cmdline, u64::from(hdr.cmdline_size))?;
     let initrd = match &cfg.initrd {
@@ -339,27 +356,47 @@ mod tests {
         assert!(e.to_string().contains("256 bytes"), "{e}");
     }
 
-    /// Loads the host's Debian kernel, if there is one (`cargo test -- --ignored`).
+    /// Loads a real Debian kernel: `$KEMU_TEST_BZIMAGE` or the host's `/boot/vmlinuz-*`
+    /// (`cargo test --lib machine -- --ignored`).
     #[test]
     #[ignore]
     fn loads_a_real_kernel() {
-        let Some(path) = std::fs::read_dir("/boot").ok().and_then(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .find(|p| p.to_string_lossy().contains("vmlinuz-"))
-        }) else {
-            eprintln!("no /boot/vmlinuz-* on this machine");
+        let path = std::env::var_os("KEMU_TEST_BZIMAGE")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::fs::read_dir("/boot").ok().and_then(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .find(|p| p.to_string_lossy().contains("vmlinuz-"))
+                })
+            });
+        let Some(path) = path else {
+            eprintln!("no $KEMU_TEST_BZIMAGE and no /boot/vmlinuz-* on this machine");
             return;
         };
-        let ram = create_ram(512 << 20).unwrap();
+        let ram_size = 256 << 20;
+        let ram = create_ram(ram_size).unwrap();
         let cfg = BootConfig {
             cmdline: "console=ttyS0".into(),
-            initrd: None,
-            ram_size: 512 << 20,
-            cpus: 1,
+            initrd: Some(vec![0x42; 4 << 20]),
+            ram_size,
+            cpus: 2,
         };
         let setup = super::super::load_kernel_file(&ram, &path, &cfg).unwrap();
         assert_eq!(setup.method, BootMethod::Linux);
         assert_eq!(setup.entry, 0x100200);
+        let p: boot_params = ram.read_obj(GuestAddress(ZERO_PAGE_ADDR)).unwrap();
+        let (initrd, _) = setup.initrd.unwrap();
+        // The initrd sits above the decompression buffer (pref_address + init_size).
+        assert!(initrd >= { p.hdr.pref_address } + u64::from({ p.hdr.init_size }));
+        assert!(setup.kernel.1 <= initrd);
+        // 64 MiB is too small for a distro kernel's decompression buffer: a clear error.
+        let small = create_ram(64 << 20).unwrap();
+        let cfg = BootConfig {
+            ram_size: 64 << 20,
+            ..cfg
+        };
+        let e = super::super::load_kernel_file(&small, &path, &cfg).unwrap_err();
+        assert!(e.to_string().contains("init_size"), "{e}");
     }
 }

@@ -175,4 +175,28 @@ mod tests {
         let e = load_kernel(&ram, &img, &cfg).unwrap_err();
         assert!(e.to_string().contains("boot structures"), "{e}");
     }
+
+    /// Loads a real vmlinux through PVH: `$KEMU_TEST_VMLINUX`
+    /// (`cargo test --lib machine -- --ignored`).
+    #[test]
+    #[ignore]
+    fn loads_a_real_vmlinux() {
+        let Some(path) = std::env::var_os("KEMU_TEST_VMLINUX") else {
+            eprintln!("no $KEMU_TEST_VMLINUX");
+            return;
+        };
+        let ram_size = 256 << 20;
+        let ram = create_ram(ram_size).unwrap();
+        let cfg = BootConfig {
+            cmdline: "console=ttyS0".into(),
+            initrd: Some(vec![0x42; 1 << 20]),
+            ram_size,
+            cpus: 2,
+        };
+        let setup = crate::machine::boot::load_kernel_file(&ram, std::path::Path::new(&path), &cfg)
+            .unwrap();
+        assert_eq!(setup.method, BootMethod::Pvh);
+        assert!(setup.entry >= 0x100_0000 && setup.entry < setup.kernel.1);
+        assert!(setup.kernel.1 <= setup.initrd.unwrap().0);
+    }
 }
