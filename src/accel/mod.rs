@@ -98,6 +98,16 @@ pub trait Vcpu: Send {
     fn set_state(&mut self, state: &VcpuState) -> Result<(), AccelError>;
     /// A handle other threads use to kick this vCPU.
     fn kicker(&self) -> Arc<dyn Kicker>;
+    /// A report of where this vCPU is now (registers and, where the accelerator can read them,
+    /// the instruction bytes at RIP), for a stop with `reason`.
+    fn report(&mut self, reason: &str) -> CrashReport {
+        CrashReport {
+            reason: reason.to_string(),
+            vcpu: self.id(),
+            state: self.state().ok(),
+            bytes: Vec::new(),
+        }
+    }
 }
 
 /// Everything a vCPU needs from the machine when it is created.

@@ -1,6 +1,301 @@
-//! The command line.
+//! The `kemu` command line: QEMU's flags in, a [`MachineConfig`] out, then the machine runs and
+//! its outcome becomes the process exit status. This is the only place that uses `anyhow`:
+//! every error ends as one line `kemu: <what went wrong>` on stderr.
+
+mod qemu_args;
+mod values;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+pub use qemu_args::{normalize, ArgError};
+pub use values::{parse_mem, parse_size, parse_smp, DeviceSpec, ValueError};
+
+use crate::accel::kvm::KvmAccel;
+use crate::machine::{AccelKind, KernelSource, MachineConfig, SerialConfig};
+
+/// kemu: an x86-64 PC emulator (KVM or its own software CPU). Options use QEMU's spelling.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kemu",
+    version,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+struct Args {
+    /// Accelerator: kvm or tcg (default tcg, as QEMU).
+    #[arg(long)]
+    accel: Option<String>,
+    /// Same as -accel kvm.
+    #[arg(long = "enable-kvm")]
+    enable_kvm: bool,
+    /// RAM size: 512 (MiB), 512M, 2G, size=1G.
+    #[arg(long = "m")]
+    mem: Option<String>,
+    /// Number of vCPUs: N or cpus=N[,sockets=,cores=,threads=].
+    #[arg(long)]
+    smp: Option<String>,
+    /// Kernel: Linux bzImage, ELF vmlinux with a PVH note, or multiboot (ELF32 / a.out kludge).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Initial RAM disk (Linux) or first module (multiboot).
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long)]
+    append: Option<String>,
+    /// No display; serial on the terminal.
+    #[arg(long)]
+    nographic: bool,
+    /// Display backend: only `none`.
+    #[arg(long)]
+    display: Option<String>,
+    /// COM1 backend: stdio, mon:stdio, none, null, file:PATH.
+    #[arg(long)]
+    serial: Option<String>,
+    /// Exit instead of rebooting.
+    #[arg(long = "no-reboot")]
+    no_reboot: bool,
+    /// A device: isa-debug-exit[,iobase=0xf4,iosize=0x04].
+    #[arg(long)]
+    device: Vec<String>,
+    /// Machine type and properties: pc[,accel=kvm|tcg][,kernel-irqchip=on].
+    #[arg(long)]
+    machine: Option<String>,
+    /// Same as -machine.
+    #[arg(long = "M")]
+    machine_short: Option<String>,
+    /// CPU model: host, max, qemu64, kvm64.
+    #[arg(long)]
+    cpu: Option<String>,
+    /// Trace: exits, stages (comma-separated).
+    #[arg(long = "d")]
+    trace: Option<String>,
+    /// Write traces to this file instead of stderr.
+    #[arg(long = "D")]
+    log_file: Option<PathBuf>,
+    /// Print help.
+    #[arg(long, alias = "h")]
+    help: bool,
+    /// Print the version.
+    #[arg(long)]
+    version: bool,
+}
 
 /// Run kemu with `args` (argv including the program name); returns the process exit status.
-pub fn main_with_args(_args: Vec<std::ffi::OsString>) -> i32 {
-    0
+pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .try_init();
+    match run(&args[1.min(args.len())..]) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("kemu: {}", one_line(&e));
+            1
+        }
+    }
+}
+
+/// `a: b: c` from an error chain, on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines().next().unwrap_or("error").trim().to_string()
+}
+
+fn run(args: &[OsString]) -> anyhow::Result<i32> {
+    let normalized = normalize(args)?;
+    let parsed = Args::try_parse_from(std::iter::once("kemu".to_string()).chain(normalized))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.to_string().lines().next().unwrap_or("bad arguments")
+            )
+        })?;
+    if parsed.help {
+        print!("{}", help_text());
+        return Ok(0);
+    }
+    if parsed.version {
+        println!("kemu {}", env!("CARGO_PKG_VERSION"));
+        return Ok(0);
+    }
+    let config = build_config(parsed, args.is_empty())?;
+    crate::machine::run(config).context("machine")
+}
+
+fn help_text() -> String {
+    use clap::CommandFactory;
+    let mut text = String::from(
+        "usage: kemu [options]    (no options: boot the embedded demo guest)\n\
+         Long options take one dash or two, as in QEMU: -kernel bzImage -m 512 -smp 2\n\n",
+    );
+    for arg in Args::command().get_arguments() {
+        let name = arg.get_long().unwrap_or_default();
+        let value = if arg.get_action().takes_values() {
+            " VALUE"
+        } else {
+            ""
+        };
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        text.push_str(&format!("  -{name}{value:<8} {help}\n"));
+    }
+    text
+}
+
+fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
+    let mut accel = None;
+    if a.enable_kvm {
+        accel = Some(AccelKind::Kvm);
+    }
+    if let Some(v) = &a.accel {
+        accel = Some(parse_accel(v)?);
+    }
+    if let Some(m) = a.machine.as_ref().or(a.machine_short.as_ref()) {
+        if let Some(acc) = parse_machine(m)? {
+            accel = Some(acc);
+        }
+    }
+    if let Some(cpu) = &a.cpu {
+        let model = cpu.split(',').next().unwrap_or_default();
+        if !matches!(model, "host" | "max" | "qemu64" | "kvm64") {
+            bail!(
+                "-cpu {cpu}: unsupported CPU model '{model}' (supported: host, max, qemu64, kvm64)"
+            );
+        }
+    }
+    let kernel = match &a.kernel {
+        Some(p) => KernelSource::File(p.clone()),
+        None if demo => KernelSource::Embedded {
+            name: "demo guest",
+            image: crate::guests::demo(),
+        },
+        None => bail!("no -kernel given (run kemu with no arguments for the demo guest)"),
+    };
+    // With no arguments at all, the demo runs on KVM where it can, else on our CPU.
+    let accel = accel.unwrap_or(if demo && KvmAccel::available() {
+        AccelKind::Kvm
+    } else {
+        AccelKind::Tcg
+    });
+    let mut cfg = MachineConfig::new(accel, kernel);
+    if let Some(m) = &a.mem {
+        cfg.ram_size = parse_mem(m)?;
+    }
+    if let Some(s) = &a.smp {
+        cfg.cpus = parse_smp(s)?;
+    }
+    cfg.initrd = a.initrd;
+    cfg.cmdline = a.append.unwrap_or_default();
+    cfg.no_reboot = a.no_reboot;
+    if let Some(d) = &a.display {
+        if d.split(',').next() != Some("none") {
+            bail!("-display {d}: kemu has no graphical display (use -display none or -nographic)");
+        }
+    }
+    cfg.serial = match &a.serial {
+        Some(s) => values::parse_serial(s)?,
+        None => SerialConfig::Stdio,
+    };
+    for d in &a.device {
+        match values::parse_device(d)? {
+            DeviceSpec::DebugExit(de) => cfg.debug_exit = Some(de),
+        }
+    }
+    if let Some(t) = &a.trace {
+        cfg.trace = values::parse_trace(t)?;
+    }
+    cfg.log_file = a.log_file;
+    Ok(cfg)
+}
+
+fn parse_accel(v: &str) -> anyhow::Result<AccelKind> {
+    let (head, props) = values::split_props(v);
+    let kind = match head {
+        Some("kvm") => AccelKind::Kvm,
+        Some("tcg") => AccelKind::Tcg,
+        _ => bail!("-accel {v}: unknown accelerator (supported: kvm, tcg)"),
+    };
+    for (k, _) in props {
+        if k != "thread" {
+            bail!("-accel {v}: unknown property '{k}'");
+        }
+    }
+    Ok(kind)
+}
+
+/// `-machine pc[,accel=..][,kernel-irqchip=on]`: returns the accelerator if it names one.
+fn parse_machine(v: &str) -> anyhow::Result<Option<AccelKind>> {
+    let (head, props) = values::split_props(v);
+    if let Some(t) = head {
+        if t != "pc" && !t.starts_with("pc-i440fx") {
+            bail!("-machine {v}: unsupported machine type '{t}' (kemu models the i440FX 'pc')");
+        }
+    }
+    let mut accel = None;
+    for (k, val) in props {
+        match k {
+            "type" if val == "pc" || val.starts_with("pc-i440fx") => {}
+            "accel" => accel = Some(parse_accel(val)?),
+            "kernel-irqchip" if val == "on" => {}
+            "kernel-irqchip" => bail!("-machine {v}: kernel-irqchip={val} is not supported yet"),
+            _ => bail!("-machine {v}: unknown property '{k}'"),
+        }
+    }
+    Ok(accel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> anyhow::Result<MachineConfig> {
+        let os: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let n = normalize(&os)?;
+        let a = Args::try_parse_from(std::iter::once("kemu".to_string()).chain(n))?;
+        build_config(a, args.is_empty())
+    }
+
+    #[test]
+    fn qemu_style_line() {
+        let c = cfg(&[
+            "-accel",
+            "kvm",
+            "-m",
+            "1G",
+            "-smp",
+            "2",
+            "-kernel",
+            "bz",
+            "-append",
+            "console=ttyS0",
+            "-nographic",
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ])
+        .unwrap();
+        assert_eq!(c.accel, AccelKind::Kvm);
+        assert_eq!(c.ram_size, 1 << 30);
+        assert_eq!(c.cpus, 2);
+        assert_eq!(c.cmdline, "console=ttyS0");
+        assert!(c.no_reboot);
+        assert_eq!(c.debug_exit.unwrap().iobase, 0xf4);
+    }
+
+    #[test]
+    fn bad_lines_are_one_line_errors() {
+        for args in [
+            &["-kernel", "x", "-m", "0"][..],
+            &["-kernel", "x", "-smp", "0"],
+            &["-kernel", "x", "-accel", "hvf"],
+            &["-kernel", "x", "-machine", "q35"],
+            &["-m", "64"],
+            &["-kernel", "x", "-display", "gtk"],
+        ] {
+            let e = cfg(args).unwrap_err();
+            assert_eq!(one_line(&e).lines().count(), 1, "{args:?}");
+        }
+    }
 }

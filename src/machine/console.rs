@@ -19,6 +19,8 @@ use std::path::PathBuf;
 use std::sync::{Mutex, Once};
 use std::thread::JoinHandle;
 
+use super::config::SerialConfig;
+
 /// Errors setting up the console.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
@@ -38,9 +40,6 @@ pub enum ConsoleError {
         /// The OS error.
         source: io::Error,
     },
-    /// A `-serial` value we do not understand.
-    #[error("unsupported -serial value {0:?} (expected stdio, file:PATH or none)")]
-    BadSpec(String),
     /// The reader thread could not be started.
     #[error("starting the stdin reader: {0}")]
     Thread(io::Error),
@@ -253,32 +252,6 @@ pub fn pump(mut input: impl Read, mut on_input: impl FnMut(&[u8]), on_quit: impl
     }
 }
 
-/// Where `-serial` sends the guest's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SerialTarget {
-    /// `stdio`: our stdout (and input from stdin).
-    Stdio,
-    /// `file:PATH`: created or truncated.
-    File(PathBuf),
-    /// `none`: discarded.
-    None,
-}
-
-impl SerialTarget {
-    /// Parse a `-serial` value: `stdio` (or `mon:stdio`, until a monitor exists), `file:PATH`,
-    /// `none` (or `null`, as QEMU also accepts).
-    pub fn parse(spec: &str) -> Result<Self, ConsoleError> {
-        match spec {
-            "stdio" | "mon:stdio" => Ok(Self::Stdio),
-            "none" | "null" => Ok(Self::None),
-            _ => match spec.strip_prefix("file:") {
-                Some(path) if !path.is_empty() => Ok(Self::File(PathBuf::from(path))),
-                _ => Err(ConsoleError::BadSpec(spec.to_string())),
-            },
-        }
-    }
-}
-
 /// The guest's serial output stream.
 pub enum ConsoleOutput {
     /// Our stdout.
@@ -291,16 +264,16 @@ pub enum ConsoleOutput {
 
 impl ConsoleOutput {
     /// Open the output for `target`.
-    pub fn open(target: &SerialTarget) -> Result<Self, ConsoleError> {
+    pub fn open(target: &SerialConfig) -> Result<Self, ConsoleError> {
         Ok(match target {
-            SerialTarget::Stdio => Self::Stdout(io::stdout()),
-            SerialTarget::File(path) => {
+            SerialConfig::Stdio => Self::Stdout(io::stdout()),
+            SerialConfig::File(path) => {
                 Self::File(File::create(path).map_err(|source| ConsoleError::OpenFile {
                     path: path.clone(),
                     source,
                 })?)
             }
-            SerialTarget::None => Self::Null,
+            SerialConfig::None => Self::Null,
         })
     }
 }
@@ -383,27 +356,9 @@ mod tests {
     }
 
     #[test]
-    fn serial_targets_parse() {
-        assert_eq!(SerialTarget::parse("stdio").unwrap(), SerialTarget::Stdio);
-        assert_eq!(SerialTarget::parse("none").unwrap(), SerialTarget::None);
-        assert_eq!(
-            SerialTarget::parse("file:/tmp/x.log").unwrap(),
-            SerialTarget::File("/tmp/x.log".into())
-        );
-        assert!(matches!(
-            SerialTarget::parse("file:"),
-            Err(ConsoleError::BadSpec(_))
-        ));
-        assert!(matches!(
-            SerialTarget::parse("tcp::4444"),
-            Err(ConsoleError::BadSpec(_))
-        ));
-    }
-
-    #[test]
     fn file_output_is_byte_exact() {
         let path = std::env::temp_dir().join(format!("kemu-console-{}.log", std::process::id()));
-        let mut out = ConsoleOutput::open(&SerialTarget::File(path.clone())).unwrap();
+        let mut out = ConsoleOutput::open(&SerialConfig::File(path.clone())).unwrap();
         for &b in b"boot\r\n\0\xff" {
             out.write_all(&[b]).unwrap();
             out.flush().unwrap();
@@ -411,7 +366,7 @@ mod tests {
         drop(out);
         assert_eq!(std::fs::read(&path).unwrap(), b"boot\r\n\0\xff");
         let _ = std::fs::remove_file(&path);
-        let mut null = ConsoleOutput::open(&SerialTarget::None).unwrap();
+        let mut null = ConsoleOutput::open(&SerialConfig::None).unwrap();
         assert_eq!(null.write(b"abc").unwrap(), 3);
     }
 

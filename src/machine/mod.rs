@@ -1,6 +1,186 @@
-//! The PC machine model: wires memory, devices, interrupt controllers and vCPUs together.
+//! The PC machine model: the one place that wires guest RAM, devices, interrupt lines and
+//! vCPUs together.
+//!
+//! A [`MachineConfig`] enters [`run`]; it builds the machine (accelerator, RAM, ACPI tables,
+//! kernel, devices on the buses, one thread per vCPU), waits until a device, a vCPU or the user
+//! ends the run, and returns the process exit status. A guest reset rebuilds the machine from
+//! the same config (unless `-no-reboot`), as a power cycle would.
 
 pub mod acpi;
 pub mod boot;
+mod config;
 pub mod console;
+mod control;
+mod io;
 pub mod memory;
+mod pc;
+mod trace;
+mod vcpu_loop;
+
+use std::sync::Arc;
+use std::thread;
+
+pub use config::{
+    AccelKind, DebugExitConfig, KernelSource, MachineConfig, SerialConfig, TraceFlags,
+};
+pub use control::{Control, Outcome};
+pub use io::MachineIo;
+
+use crate::accel::kvm::KvmAccel;
+use crate::accel::tcg::Tcg;
+use crate::accel::{AccelError, Accelerator, CrashReport, ExitStats, VcpuContext};
+
+/// Why the machine could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// The accelerator failed to open or set up.
+    #[error("{0}")]
+    Accel(#[from] AccelError),
+    /// Guest RAM could not be created.
+    #[error("{0}")]
+    Memory(#[from] memory::MemoryError),
+    /// The kernel, initrd or ACPI tables could not be loaded.
+    #[error("{0}")]
+    Boot(#[from] boot::BootError),
+    /// A host file (serial output, log) could not be opened.
+    #[error("{what} '{path}': {source}")]
+    File {
+        /// What the file is for.
+        what: &'static str,
+        /// Its path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    /// The guest stopped on something it cannot go on from.
+    #[error("{0}")]
+    Crash(Box<CrashReport>),
+    /// The accelerator failed while running.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Build and run the machine described by `config`; returns the process exit status.
+pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
+    let trace = trace::Trace::open(&config)?;
+    let (image, initrd) = read_inputs(&config)?;
+    let host_console = pc::HostConsole::open(&config)?;
+    loop {
+        let outcome = run_once(&config, &image, initrd.as_deref(), &host_console, &trace)?;
+        match outcome {
+            Outcome::Reset if !config.no_reboot => {
+                log::info!("guest reset: rebuilding the machine");
+                continue;
+            }
+            Outcome::Reset | Outcome::PowerOff | Outcome::Quit => return Ok(0),
+            Outcome::Exit(code) => return Ok(code),
+            Outcome::Crash(report) => return Err(MachineError::Crash(report)),
+            Outcome::Failed(why) => return Err(MachineError::Failed(why)),
+        }
+    }
+}
+
+fn read_inputs(config: &MachineConfig) -> Result<(Vec<u8>, Option<Vec<u8>>), MachineError> {
+    let image = match &config.kernel {
+        KernelSource::File(path) => std::fs::read(path).map_err(|source| MachineError::File {
+            what: "cannot read kernel",
+            path: path.clone(),
+            source,
+        })?,
+        KernelSource::Embedded { image, .. } => image.to_vec(),
+    };
+    let initrd = config
+        .initrd
+        .as_deref()
+        .map(boot::read_initrd)
+        .transpose()?;
+    Ok((image, initrd))
+}
+
+fn open_accel(kind: AccelKind) -> Result<Arc<dyn Accelerator>, MachineError> {
+    Ok(match kind {
+        AccelKind::Kvm => Arc::new(KvmAccel::open()?),
+        AccelKind::Tcg => Arc::new(Tcg::new()),
+    })
+}
+
+/// One power cycle: build everything, run until the first event that ends the run.
+fn run_once(
+    config: &MachineConfig,
+    image: &[u8],
+    initrd: Option<&[u8]>,
+    host_console: &pc::HostConsole,
+    trace: &Arc<trace::Trace>,
+) -> Result<Outcome, MachineError> {
+    let accel = open_accel(config.accel)?;
+    let ram = Arc::new(memory::create_ram(config.ram_size)?);
+    accel.map_ram(&ram)?;
+    let boot_cfg = boot::BootConfig {
+        cmdline: config.cmdline.clone(),
+        initrd: initrd.map(<[u8]>::to_vec),
+        ram_size: config.ram_size,
+        cpus: config.cpus,
+    };
+    let setup = boot::load_kernel(&ram, image, &boot_cfg)?;
+    log::info!(
+        "booting via {:?} at {:#x} in {}",
+        setup.method,
+        setup.entry,
+        setup.bsp.mode_name()
+    );
+
+    let control = Control::new();
+    let io = Arc::new(pc::build_devices(
+        config,
+        &accel,
+        &control,
+        host_console,
+        trace,
+    )?);
+    let stats = Arc::new(ExitStats::new(config.cpus));
+    let ctx = VcpuContext {
+        ram: ram.clone(),
+        io: io.clone(),
+        stats: stats.clone(),
+        cpu_count: config.cpus,
+    };
+    let mut vcpus = Vec::with_capacity(config.cpus);
+    for id in 0..config.cpus {
+        let mut vcpu = accel.create_vcpu(id, ctx.clone())?;
+        if id == 0 {
+            vcpu.set_state(&setup.bsp)?;
+        }
+        control.add_kicker(vcpu.kicker());
+        vcpus.push(vcpu);
+    }
+    let mut threads = Vec::with_capacity(vcpus.len());
+    for (id, vcpu) in vcpus.into_iter().enumerate() {
+        let control = control.clone();
+        let handle = thread::Builder::new()
+            .name(format!("vcpu{id}"))
+            .spawn(move || vcpu_loop::run_vcpu(vcpu, control))
+            .map_err(MachineError::Thread)?;
+        threads.push(handle);
+    }
+    control.wait_finished();
+    for t in threads {
+        if t.join().is_err() {
+            control.finish(Outcome::Failed("a vCPU thread panicked".into()));
+        }
+    }
+    if config.trace.exits {
+        trace.write(&format!(
+            "exit statistics ({} accelerator, {} vCPU{}):\n{}",
+            accel.name(),
+            config.cpus,
+            if config.cpus == 1 { "" } else { "s" },
+            stats.table()
+        ));
+    }
+    Ok(control
+        .outcome()
+        .unwrap_or_else(|| Outcome::Failed("the machine stopped without a reason".into())))
+}

@@ -1,1 +1,138 @@
-//! The KVM accelerator.
+//! The KVM accelerator: guest code runs on the host CPU through `/dev/kvm`.
+//!
+//! [`KvmAccel::open`] creates the VM with the in-kernel irqchip (PIC + IOAPIC + LAPICs) and PIT;
+//! `map_ram` registers the shared guest RAM as memory slots; each [`KvmVcpu`] runs on its own
+//! thread, serving `KVM_EXIT_IO`/`KVM_EXIT_MMIO` through the machine's `IoHandler` inside
+//! `run()` and returning only what the machine must decide. This module never imports
+//! `crate::cpu`.
+
+mod cpuid;
+mod exit;
+mod kick;
+mod regs;
+mod vcpu;
+
+use std::sync::Arc;
+
+use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Kvm, VmFd};
+pub use vcpu::KvmVcpu;
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+
+use super::{AccelError, Accelerator, GuestRam, IrqChip, Vcpu, VcpuContext};
+
+/// Where KVM puts the three pages of its real-mode TSS (Intel only): just below the firmware
+/// at the top of 4 GiB, inside the PCI hole where no RAM lives.
+const TSS_ADDRESS: usize = 0xfffb_d000;
+
+/// `KVM_PIT_SPEAKER_DUMMY`: the in-kernel PIT also answers port 0x61.
+const PIT_SPEAKER_DUMMY: u32 = 1;
+
+fn setup_err(what: &str) -> impl FnOnce(kvm_ioctls::Error) -> AccelError + '_ {
+    move |e| AccelError::Setup {
+        what: what.to_string(),
+        source: std::io::Error::from_raw_os_error(e.errno()),
+    }
+}
+
+/// A KVM virtual machine with its in-kernel interrupt controllers.
+pub struct KvmAccel {
+    kvm: Kvm,
+    vm: Arc<VmFd>,
+    supported_cpuid: CpuId,
+}
+
+impl KvmAccel {
+    /// Open `/dev/kvm` and create a VM with the in-kernel irqchip and PIT.
+    pub fn open() -> Result<Self, AccelError> {
+        let kvm = Kvm::new().map_err(|e| AccelError::Setup {
+            what: "cannot open /dev/kvm (is KVM available and accessible? try -accel tcg)"
+                .to_string(),
+            source: std::io::Error::from_raw_os_error(e.errno()),
+        })?;
+        let vm = kvm.create_vm().map_err(setup_err("KVM_CREATE_VM"))?;
+        vm.set_tss_address(TSS_ADDRESS)
+            .map_err(setup_err("KVM_SET_TSS_ADDR"))?;
+        vm.create_irq_chip()
+            .map_err(setup_err("KVM_CREATE_IRQCHIP"))?;
+        let pit = kvm_pit_config {
+            flags: PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        vm.create_pit2(pit).map_err(setup_err("KVM_CREATE_PIT2"))?;
+        let supported_cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(setup_err("KVM_GET_SUPPORTED_CPUID"))?;
+        Ok(KvmAccel {
+            kvm,
+            vm: Arc::new(vm),
+            supported_cpuid,
+        })
+    }
+
+    /// Whether `/dev/kvm` can be opened by this process.
+    pub fn available() -> bool {
+        Kvm::new().is_ok()
+    }
+
+    /// The host KVM API handle.
+    pub fn kvm(&self) -> &Kvm {
+        &self.kvm
+    }
+}
+
+struct KvmIrqChip {
+    vm: Arc<VmFd>,
+}
+
+impl IrqChip for KvmIrqChip {
+    fn set_irq(&self, gsi: u32, level: bool) {
+        if let Err(e) = self.vm.set_irq_line(gsi, level) {
+            log::warn!("KVM_IRQ_LINE gsi {gsi} level {level}: {e}");
+        }
+    }
+}
+
+impl Accelerator for KvmAccel {
+    fn name(&self) -> &'static str {
+        "kvm"
+    }
+
+    fn map_ram(&self, ram: &Arc<GuestRam>) -> Result<(), AccelError> {
+        for (slot, region) in ram.iter().enumerate() {
+            let host = ram
+                .get_host_address(region.start_addr())
+                .map_err(|e| AccelError::Other(format!("guest RAM region: {e}")))?;
+            let mem = kvm_userspace_memory_region {
+                slot: slot as u32,
+                flags: 0,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: host as u64,
+            };
+            // SAFETY: `host` is the start of a live mmap of `region.len()` bytes owned by `ram`,
+            // which the machine keeps alive (an Arc held by every vCPU and the machine) for as
+            // long as the VM exists; the regions do not overlap (vm-memory checks that).
+            unsafe { self.vm.set_user_memory_region(mem) }
+                .map_err(setup_err("KVM_SET_USER_MEMORY_REGION"))?;
+        }
+        Ok(())
+    }
+
+    fn irq_chip(&self) -> Arc<dyn IrqChip> {
+        Arc::new(KvmIrqChip {
+            vm: self.vm.clone(),
+        })
+    }
+
+    fn create_vcpu(&self, id: usize, ctx: VcpuContext) -> Result<Box<dyn Vcpu>, AccelError> {
+        let fd = self
+            .vm
+            .create_vcpu(id as u64)
+            .map_err(setup_err("KVM_CREATE_VCPU"))?;
+        let mut cpuid = self.supported_cpuid.clone();
+        cpuid::filter(&mut cpuid, id, ctx.cpu_count);
+        let vcpu = KvmVcpu::new(id, fd, ctx, &cpuid)?;
+        Ok(Box::new(vcpu))
+    }
+}

@@ -1,0 +1,266 @@
+//! Parsers for QEMU-style option values: sizes, `-smp`, `key=value` lists, `-device`,
+//! `-serial`, `-d`. Each returns a [`ValueError`] that names the option and the bad part.
+
+use std::path::PathBuf;
+
+use crate::machine::{DebugExitConfig, SerialConfig, TraceFlags};
+
+/// A bad option value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("-{option} {value}: {problem}")]
+pub struct ValueError {
+    /// The option (without dash).
+    pub option: &'static str,
+    /// The value given.
+    pub value: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+fn bad(option: &'static str, value: &str, problem: impl Into<String>) -> ValueError {
+    ValueError {
+        option,
+        value: value.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// Split `a,b=c,d=e` into the leading bare word (if any) and `key=value` pairs.
+pub fn split_props(value: &str) -> (Option<&str>, Vec<(&str, &str)>) {
+    let mut head = None;
+    let mut props = Vec::new();
+    for (i, part) in value.split(',').enumerate() {
+        match part.split_once('=') {
+            Some((k, v)) => props.push((k, v)),
+            None if i == 0 => head = Some(part),
+            None => props.push((part, "")),
+        }
+    }
+    (head, props)
+}
+
+/// Parse a size with an optional K/M/G/T suffix; a bare number is in `default_unit` bytes.
+pub fn parse_size(s: &str, default_unit: u64) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.to_ascii_uppercase().trim_end_matches('B') {
+        "" if unit.is_empty() => default_unit,
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Parse a number in decimal or `0x` hex.
+pub fn parse_int(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// `-m 512`, `-m 1G`, `-m size=512M`: RAM bytes (at least 1 MiB).
+pub fn parse_mem(value: &str) -> Result<u64, ValueError> {
+    let (head, props) = split_props(value);
+    let mut size = head;
+    for (k, v) in props {
+        match k {
+            "size" => size = Some(v),
+            "slots" | "maxmem" => {}
+            _ => return Err(bad("m", value, format!("unknown property '{k}'"))),
+        }
+    }
+    let size = size.ok_or_else(|| bad("m", value, "no size given"))?;
+    let bytes = parse_size(size, 1 << 20)
+        .ok_or_else(|| bad("m", value, "not a size (examples: 512, 512M, 2G)"))?;
+    if bytes < 1 << 20 {
+        return Err(bad("m", value, "RAM size must be at least 1 MiB"));
+    }
+    if bytes > 1 << 40 {
+        return Err(bad("m", value, "RAM size must be at most 1 TiB"));
+    }
+    Ok(bytes)
+}
+
+/// The most vCPUs the machine model describes (xAPIC IDs fit in 8 bits; the IOAPIC takes one).
+pub const MAX_CPUS: usize = 254;
+
+/// `-smp 2`, `-smp cpus=2,sockets=1,...`: the vCPU count.
+pub fn parse_smp(value: &str) -> Result<usize, ValueError> {
+    let (head, props) = split_props(value);
+    let mut cpus = head.map(str::to_string);
+    let mut product = 1u64;
+    let mut topo = false;
+    for (k, v) in props {
+        let n = parse_int(v).ok_or_else(|| bad("smp", value, format!("'{k}' is not a number")))?;
+        match k {
+            "cpus" => cpus = Some(v.to_string()),
+            "sockets" | "cores" | "threads" | "dies" => {
+                topo = true;
+                product = product.saturating_mul(n);
+            }
+            "maxcpus" => {}
+            _ => return Err(bad("smp", value, format!("unknown property '{k}'"))),
+        }
+    }
+    let n = match cpus {
+        Some(c) => parse_int(&c).ok_or_else(|| bad("smp", value, "not a CPU count"))?,
+        None if topo => product,
+        None => return Err(bad("smp", value, "no CPU count given")),
+    };
+    if n == 0 {
+        return Err(bad("smp", value, "the CPU count must be at least 1"));
+    }
+    if n > MAX_CPUS as u64 {
+        return Err(bad(
+            "smp",
+            value,
+            format!("at most {MAX_CPUS} CPUs are supported"),
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// `-serial stdio|mon:stdio|none|null|file:PATH`.
+pub fn parse_serial(value: &str) -> Result<SerialConfig, ValueError> {
+    match value {
+        "stdio" | "mon:stdio" => Ok(SerialConfig::Stdio),
+        "none" | "null" => Ok(SerialConfig::None),
+        _ => match value.strip_prefix("file:") {
+            Some(p) if !p.is_empty() => Ok(SerialConfig::File(PathBuf::from(p))),
+            _ => Err(bad(
+                "serial",
+                value,
+                "supported: stdio, mon:stdio, none, null, file:PATH",
+            )),
+        },
+    }
+}
+
+/// A `-device` kemu knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// `isa-debug-exit[,iobase=N][,iosize=N]`.
+    DebugExit(DebugExitConfig),
+}
+
+/// Parse one `-device` value.
+pub fn parse_device(value: &str) -> Result<DeviceSpec, ValueError> {
+    let (head, props) = split_props(value);
+    let mut driver = head;
+    let mut rest = Vec::new();
+    for (k, v) in props {
+        if k == "driver" {
+            driver = Some(v);
+        } else {
+            rest.push((k, v));
+        }
+    }
+    match driver {
+        Some("isa-debug-exit") => {
+            let mut cfg = DebugExitConfig {
+                iobase: 0x501,
+                iosize: 2,
+            };
+            for (k, v) in rest {
+                let n = parse_int(v)
+                    .filter(|&n| n <= 0xffff)
+                    .ok_or_else(|| bad("device", value, format!("'{k}={v}' is not a port")))?;
+                match k {
+                    "iobase" => cfg.iobase = n as u16,
+                    "iosize" => cfg.iosize = n as u16,
+                    _ => return Err(bad("device", value, format!("unknown property '{k}'"))),
+                }
+            }
+            if cfg.iosize == 0 || u32::from(cfg.iobase) + u32::from(cfg.iosize) > 0x1_0000 {
+                return Err(bad("device", value, "port range out of bounds"));
+            }
+            Ok(DeviceSpec::DebugExit(cfg))
+        }
+        Some(other) => Err(bad(
+            "device",
+            value,
+            format!("unsupported device '{other}' (supported: isa-debug-exit)"),
+        )),
+        None => Err(bad("device", value, "no device name given")),
+    }
+}
+
+/// `-d exits,stages`.
+pub fn parse_trace(value: &str) -> Result<TraceFlags, ValueError> {
+    let mut t = TraceFlags::default();
+    for item in value.split(',') {
+        match item {
+            "exits" => t.exits = true,
+            "stages" => t.stages = true,
+            _ => {
+                return Err(bad(
+                    "d",
+                    value,
+                    format!("unknown trace item '{item}' (supported: exits, stages)"),
+                ))
+            }
+        }
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_mem("512").unwrap(), 512 << 20);
+        assert_eq!(parse_mem("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_mem("size=64M").unwrap(), 64 << 20);
+        assert!(parse_mem("0")
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1 MiB"));
+        assert!(parse_mem("lots").is_err());
+        assert!(parse_mem("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn smp() {
+        assert_eq!(parse_smp("2").unwrap(), 2);
+        assert_eq!(parse_smp("cpus=4,sockets=1").unwrap(), 4);
+        assert_eq!(parse_smp("sockets=2,cores=2").unwrap(), 4);
+        assert!(parse_smp("0")
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
+        assert!(parse_smp("9999").is_err());
+    }
+
+    #[test]
+    fn devices_and_serial() {
+        assert_eq!(
+            parse_device("isa-debug-exit,iobase=0xf4,iosize=0x04").unwrap(),
+            DeviceSpec::DebugExit(DebugExitConfig {
+                iobase: 0xf4,
+                iosize: 4
+            })
+        );
+        assert!(parse_device("e1000")
+            .unwrap_err()
+            .to_string()
+            .contains("unsupported device"));
+        assert!(parse_device("isa-debug-exit,iobase=0xfffff").is_err());
+        assert_eq!(
+            parse_serial("file:/tmp/x").unwrap(),
+            SerialConfig::File("/tmp/x".into())
+        );
+        assert!(parse_serial("tcp::4444").is_err());
+        assert!(parse_trace("exits,bogus").is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! What a machine is made of, as the command line (or a test) describes it.
+
+use std::path::PathBuf;
+
+/// Which accelerator runs the vCPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelKind {
+    /// The host's `/dev/kvm`.
+    Kvm,
+    /// kemu's software CPU.
+    Tcg,
+}
+
+impl AccelKind {
+    /// The name as spelled on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccelKind::Kvm => "kvm",
+            AccelKind::Tcg => "tcg",
+        }
+    }
+}
+
+/// The kernel to boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSource {
+    /// A file given with `-kernel`.
+    File(PathBuf),
+    /// An image built into kemu (the demo guest).
+    Embedded {
+        /// Its name, for messages.
+        name: &'static str,
+        /// Its bytes.
+        image: &'static [u8],
+    },
+}
+
+/// Where the guest's COM1 output goes and whence its input comes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialConfig {
+    /// The terminal: output to stdout, input from stdin.
+    Stdio,
+    /// Output to a file, no input.
+    File(PathBuf),
+    /// Nowhere.
+    None,
+}
+
+/// QEMU's isa-debug-exit device: a write of `v` to `iobase` ends kemu with `(v << 1) | 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebugExitConfig {
+    /// First port.
+    pub iobase: u16,
+    /// Number of ports.
+    pub iosize: u16,
+}
+
+/// What `-d` asks to trace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TraceFlags {
+    /// Print the exit statistics table when the machine stops.
+    pub exits: bool,
+    /// Log port-0x80 boot stages with timestamps.
+    pub stages: bool,
+}
+
+/// A complete description of a machine to build and run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineConfig {
+    /// The accelerator.
+    pub accel: AccelKind,
+    /// Guest RAM in bytes.
+    pub ram_size: u64,
+    /// Number of vCPUs.
+    pub cpus: usize,
+    /// The kernel.
+    pub kernel: KernelSource,
+    /// The initial RAM disk, if any.
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// COM1.
+    pub serial: SerialConfig,
+    /// Exit instead of resetting when the guest reboots or triple-faults.
+    pub no_reboot: bool,
+    /// The isa-debug-exit device, if configured.
+    pub debug_exit: Option<DebugExitConfig>,
+    /// `-d` flags.
+    pub trace: TraceFlags,
+    /// `-D`: where traces go (stderr if none).
+    pub log_file: Option<PathBuf>,
+}
+
+impl MachineConfig {
+    /// A machine with QEMU's defaults for `kernel`: 128 MiB, one vCPU, serial on stdio.
+    pub fn new(accel: AccelKind, kernel: KernelSource) -> Self {
+        MachineConfig {
+            accel,
+            ram_size: 128 << 20,
+            cpus: 1,
+            kernel,
+            initrd: None,
+            cmdline: String::new(),
+            serial: SerialConfig::Stdio,
+            no_reboot: false,
+            debug_exit: None,
+            trace: TraceFlags::default(),
+            log_file: None,
+        }
+    }
+}

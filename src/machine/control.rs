@@ -1,0 +1,154 @@
+//! The machine's control block: what the devices and vCPU threads ask the machine to do, and
+//! the means to stop every vCPU promptly.
+//!
+//! Devices reach it as `SystemEvents`; vCPU threads report crashes and CPU shutdowns to it. The
+//! first event that ends the run wins; every vCPU is then kicked out of `run()` and its thread
+//! sees [`Control::stopping`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::accel::{CrashReport, Kicker};
+use crate::devices::{SystemEvent, SystemEvents};
+
+/// How a run of the machine ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A device asked to exit with this status (isa-debug-exit).
+    Exit(i32),
+    /// The guest powered off (status 0).
+    PowerOff,
+    /// The guest asked for a reset, or a CPU shut down (triple fault).
+    Reset,
+    /// A vCPU cannot go on.
+    Crash(Box<CrashReport>),
+    /// The accelerator failed for a reason that is not the guest's.
+    Failed(String),
+    /// The user quit (Ctrl-A X).
+    Quit,
+}
+
+/// Shared between the machine, its devices and its vCPU threads.
+#[derive(Default)]
+pub struct Control {
+    outcome: Mutex<Option<Outcome>>,
+    stopping: AtomicBool,
+    kickers: Mutex<Vec<Arc<dyn Kicker>>>,
+    wake: Condvar,
+    wake_lock: Mutex<u64>,
+}
+
+impl Control {
+    /// A fresh control block.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Register a vCPU's kicker, so [`Control::finish`] can stop it.
+    pub fn add_kicker(&self, k: Arc<dyn Kicker>) {
+        self.kickers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(k);
+    }
+
+    /// End the run with `outcome` (the first call wins) and kick every vCPU.
+    pub fn finish(&self, outcome: Outcome) {
+        {
+            let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+            if o.is_none() {
+                *o = Some(outcome);
+            }
+        }
+        self.stopping.store(true, Ordering::Release);
+        self.kick_all();
+    }
+
+    /// Kick every vCPU out of `run()` and wake halted ones.
+    pub fn kick_all(&self) {
+        for k in self
+            .kickers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            k.kick();
+        }
+        let mut gen = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
+        *gen += 1;
+        self.wake.notify_all();
+    }
+
+    /// Whether the run is ending.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// How the run ended (None while it goes on).
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Block the calling thread until the run ends.
+    pub fn wait_finished(&self) {
+        let mut gen = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
+        while !self.stopping() {
+            gen = self.wake.wait(gen).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Block a halted vCPU until something may have woken it (a kick, an interrupt) or
+    /// `timeout` passes.
+    pub fn wait_halted(&self, timeout: Duration) {
+        let gen = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stopping() {
+            return;
+        }
+        let start = *gen;
+        let _ = self
+            .wake
+            .wait_timeout_while(gen, timeout, |g| *g == start && !self.stopping());
+    }
+}
+
+impl SystemEvents for Control {
+    fn request(&self, event: SystemEvent) {
+        self.finish(match event {
+            SystemEvent::Exit(code) => Outcome::Exit(code),
+            SystemEvent::PowerOff => Outcome::PowerOff,
+            SystemEvent::Reset => Outcome::Reset,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    impl Kicker for Count {
+        fn kick(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn first_event_wins_and_kicks() {
+        let c = Control::new();
+        let k = Arc::new(Count::default());
+        c.add_kicker(k.clone());
+        c.request(SystemEvent::Exit(3));
+        c.request(SystemEvent::PowerOff);
+        assert!(c.stopping());
+        assert!(matches!(c.outcome(), Some(Outcome::Exit(3))));
+        assert_eq!(k.0.load(Ordering::SeqCst), 2);
+        c.wait_halted(Duration::from_secs(5)); // returns at once: stopping
+    }
+}

@@ -1,0 +1,221 @@
+//! The PC's devices on their buses: what `-machine pc` has at which port and IRQ, wired to the
+//! accelerator's interrupt controller and the machine's control block.
+//!
+//! | device          | ports            | IRQ (GSI) |
+//! |-----------------|------------------|-----------|
+//! | i8042           | 0x60, 0x64       | 1, 12     |
+//! | CMOS/RTC        | 0x70-0x71        | 8         |
+//! | POST port       | 0x80             | -         |
+//! | COM1 16550A     | 0x3f8-0x3ff      | 4         |
+//! | ACPI PM block   | 0x600-0x60f      | 9 (SCI)   |
+//! | PCI host + 0xCF9| 0xcf8-0xcff      | -         |
+//! | isa-debug-exit  | `-device` iobase | -         |
+//!
+//! Under KVM the in-kernel irqchip also serves the PIC (0x20, 0xa0), the PIT (0x40-0x43) and
+//! port 0x61, so they never reach these buses.
+
+use std::sync::{Arc, Mutex};
+
+use super::config::{MachineConfig, SerialConfig};
+use super::console::{self, ConsoleError, ConsoleOutput, RawTerminal};
+use super::control::{Control, Outcome};
+use super::io::MachineIo;
+use super::trace::Trace;
+use super::MachineError;
+use crate::accel::{Accelerator, IrqChip};
+use crate::devices::acpi_pm::{AcpiPm, PM_BASE, PM_LEN, SCI_IRQ};
+use crate::devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN, RTC_IRQ};
+use crate::devices::debug_exit::DebugExit;
+use crate::devices::i8042::{self, I8042};
+use crate::devices::pci_host::{PciHost, PCI_HOST_BASE, PCI_HOST_LEN};
+use crate::devices::port80::{Port80, PORT80_BASE, PORT80_LEN};
+use crate::devices::serial::{Serial, COM1_BASE, COM1_IRQ, COM1_LEN};
+use crate::devices::{Bus, BusError, IrqLine, SystemEvents};
+
+/// COM1 as the machine builds it.
+pub type Com1 = Serial<ConsoleOutput>;
+
+/// The host end of the serial console. It outlives machine resets: the stdin reader feeds
+/// whichever COM1 the current power cycle built, and the terminal stays raw until kemu exits.
+pub struct HostConsole {
+    config: SerialConfig,
+    /// For `file:`: one file for the whole run, so a reset does not truncate it.
+    file: Option<std::fs::File>,
+    /// COM1 of the current power cycle, for the stdin reader.
+    com1: Arc<Mutex<Option<Arc<Mutex<Com1>>>>>,
+    /// The control block of the current power cycle, for Ctrl-A X.
+    control: Arc<Mutex<Option<Arc<Control>>>>,
+    _raw: Option<RawTerminal>,
+}
+
+impl HostConsole {
+    /// Open the host side `config.serial` asks for; with `stdio`, start reading stdin.
+    pub fn open(config: &MachineConfig) -> Result<Self, MachineError> {
+        let console_err = |e: ConsoleError| MachineError::Failed(format!("serial console: {e}"));
+        let file =
+            match &config.serial {
+                SerialConfig::File(path) => Some(std::fs::File::create(path).map_err(
+                    |source| MachineError::File {
+                        what: "cannot create serial output file",
+                        path: path.clone(),
+                        source,
+                    },
+                )?),
+                _ => None,
+            };
+        let com1: Arc<Mutex<Option<Arc<Mutex<Com1>>>>> = Arc::default();
+        let control: Arc<Mutex<Option<Arc<Control>>>> = Arc::default();
+        let mut raw = None;
+        if config.serial == SerialConfig::Stdio {
+            raw = RawTerminal::enter().map_err(console_err)?;
+            let target = com1.clone();
+            let quit_target = control.clone();
+            console::spawn_stdin_reader(
+                move |bytes| {
+                    if let Some(c) = lock(&target).as_ref() {
+                        // A full FIFO drops input, as a real UART overrun would.
+                        lock(c).enqueue_input(bytes);
+                    }
+                },
+                move || {
+                    if let Some(c) = lock(&quit_target).as_ref() {
+                        c.finish(Outcome::Quit);
+                    }
+                },
+            )
+            .map_err(console_err)?;
+        }
+        Ok(HostConsole {
+            config: config.serial.clone(),
+            file,
+            com1,
+            control,
+            _raw: raw,
+        })
+    }
+
+    fn output(&self) -> Result<ConsoleOutput, MachineError> {
+        match (&self.config, &self.file) {
+            (SerialConfig::File(path), Some(f)) => {
+                f.try_clone()
+                    .map(ConsoleOutput::File)
+                    .map_err(|source| MachineError::File {
+                        what: "serial output file",
+                        path: path.clone(),
+                        source,
+                    })
+            }
+            (other, _) => ConsoleOutput::open(other)
+                .map_err(|e| MachineError::Failed(format!("serial console: {e}"))),
+        }
+    }
+
+    fn attach(&self, com1: Arc<Mutex<Com1>>, control: Arc<Control>) {
+        *lock(&self.com1) = Some(com1);
+        *lock(&self.control) = Some(control);
+    }
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One interrupt line of the accelerator's irqchip.
+struct Gsi {
+    chip: Arc<dyn IrqChip>,
+    gsi: u32,
+}
+
+impl IrqLine for Gsi {
+    fn set_level(&self, level: bool) {
+        self.chip.set_irq(self.gsi, level);
+    }
+}
+
+fn line(chip: &Arc<dyn IrqChip>, gsi: u32) -> Arc<dyn IrqLine> {
+    Arc::new(Gsi {
+        chip: chip.clone(),
+        gsi,
+    })
+}
+
+fn bus_err(e: BusError) -> MachineError {
+    MachineError::Failed(format!("device layout: {e}"))
+}
+
+/// Build the PC's devices and the buses they sit on.
+pub fn build_devices(
+    config: &MachineConfig,
+    accel: &Arc<dyn Accelerator>,
+    control: &Arc<Control>,
+    console: &HostConsole,
+    trace: &Arc<Trace>,
+) -> Result<MachineIo, MachineError> {
+    let chip = accel.irq_chip();
+    let events: Arc<dyn SystemEvents> = control.clone();
+    let mut pio = Bus::new();
+
+    let com1 = Arc::new(Mutex::new(Com1::new(
+        console.output()?,
+        line(&chip, COM1_IRQ),
+    )));
+    console.attach(com1.clone(), control.clone());
+    pio.insert(com1, u64::from(COM1_BASE), COM1_LEN)
+        .map_err(bus_err)?;
+
+    let kbc = Arc::new(Mutex::new(I8042::new(
+        line(&chip, i8042::KBD_IRQ),
+        line(&chip, i8042::AUX_IRQ),
+        events.clone(),
+    )));
+    for (port, addr) in i8042::bus_ports(&kbc) {
+        pio.insert(Arc::new(Mutex::new(port)), u64::from(addr), i8042::PORT_LEN)
+            .map_err(bus_err)?;
+    }
+
+    let low = super::memory::low_ram_end(config.ram_size);
+    let high = super::memory::high_ram_size(config.ram_size);
+    let cmos = Cmos::new(low, high, config.cpus);
+    pio.insert(Arc::new(Mutex::new(cmos)), u64::from(CMOS_BASE), CMOS_LEN)
+        .map_err(bus_err)?;
+    let _ = RTC_IRQ; // the RTC raises no interrupts yet
+
+    let stages = config.trace.stages.then(|| trace.clone());
+    let post = Port80::new(Box::new(move |code| {
+        if let Some(t) = &stages {
+            t.stage(code);
+        }
+    }));
+    pio.insert(
+        Arc::new(Mutex::new(post)),
+        u64::from(PORT80_BASE),
+        PORT80_LEN,
+    )
+    .map_err(bus_err)?;
+
+    let pm = AcpiPm::new(line(&chip, SCI_IRQ), events.clone());
+    pio.insert(Arc::new(Mutex::new(pm)), u64::from(PM_BASE), PM_LEN)
+        .map_err(bus_err)?;
+
+    let pci = PciHost::new(events.clone());
+    pio.insert(
+        Arc::new(Mutex::new(pci)),
+        u64::from(PCI_HOST_BASE),
+        PCI_HOST_LEN,
+    )
+    .map_err(bus_err)?;
+
+    if let Some(de) = config.debug_exit {
+        pio.insert(
+            Arc::new(Mutex::new(DebugExit::new(events.clone()))),
+            u64::from(de.iobase),
+            u64::from(de.iosize),
+        )
+        .map_err(bus_err)?;
+    }
+
+    Ok(MachineIo {
+        pio,
+        mmio: Bus::new(),
+    })
+}
