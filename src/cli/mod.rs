@@ -8,7 +8,7 @@ mod values;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::Parser;
 pub use qemu_args::{normalize, ArgError};
 pub use values::{parse_mem, parse_size, parse_smp, DeviceSpec, ValueError};
@@ -100,7 +100,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
 
 /// `a: b: c` from an error chain, on one line.
 fn one_line(e: &anyhow::Error) -> String {
-    let text = format!("{e:#}");
+    let text = format!("{e}");
     text.lines().next().unwrap_or("error").trim().to_string()
 }
 
@@ -122,7 +122,7 @@ fn run(args: &[OsString]) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let config = build_config(parsed, args.is_empty())?;
-    crate::machine::run(config).context("machine")
+    Ok(crate::machine::run(config)?)
 }
 
 fn help_text() -> String {

@@ -34,13 +34,13 @@ use crate::accel::{AccelError, Accelerator, CrashReport, ExitStats, VcpuContext}
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
     /// The accelerator failed to open or set up.
-    #[error("{0}")]
+    #[error(transparent)]
     Accel(#[from] AccelError),
     /// Guest RAM could not be created.
-    #[error("{0}")]
+    #[error(transparent)]
     Memory(#[from] memory::MemoryError),
     /// The kernel, initrd or ACPI tables could not be loaded.
-    #[error("{0}")]
+    #[error(transparent)]
     Boot(#[from] boot::BootError),
     /// A host file (serial output, log) could not be opened.
     #[error("{what} '{path}': {source}")]

@@ -43,13 +43,25 @@ pub struct KvmAccel {
 }
 
 impl KvmAccel {
-    /// Open `/dev/kvm` and create a VM with the in-kernel irqchip and PIT.
-    pub fn open() -> Result<Self, AccelError> {
-        let kvm = Kvm::new().map_err(|e| AccelError::Setup {
-            what: "cannot open /dev/kvm (is KVM available and accessible? try -accel tcg)"
-                .to_string(),
-            source: std::io::Error::from_raw_os_error(e.errno()),
+    /// The KVM device: `/dev/kvm`, or `$KEMU_KVM_DEVICE` where set (tests, odd hosts).
+    fn device_path() -> String {
+        std::env::var("KEMU_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".to_string())
+    }
+
+    fn open_device() -> Result<Kvm, AccelError> {
+        let path = Self::device_path();
+        let cpath = std::ffi::CString::new(path.clone()).map_err(|_| {
+            AccelError::Other(format!("KVM device path {path:?} contains a NUL byte"))
         })?;
+        Kvm::new_with_path(&cpath).map_err(|e| AccelError::Setup {
+            what: format!("cannot open {path} (is KVM available and accessible? try -accel tcg)"),
+            source: std::io::Error::from_raw_os_error(e.errno()),
+        })
+    }
+
+    /// Open the KVM device and create a VM with the in-kernel irqchip and PIT.
+    pub fn open() -> Result<Self, AccelError> {
+        let kvm = Self::open_device()?;
         let vm = kvm.create_vm().map_err(setup_err("KVM_CREATE_VM"))?;
         vm.set_tss_address(TSS_ADDRESS)
             .map_err(setup_err("KVM_SET_TSS_ADDR"))?;
@@ -70,9 +82,9 @@ impl KvmAccel {
         })
     }
 
-    /// Whether `/dev/kvm` can be opened by this process.
+    /// Whether the KVM device can be opened by this process.
     pub fn available() -> bool {
-        Kvm::new().is_ok()
+        Self::open_device().is_ok()
     }
 
     /// The host KVM API handle.

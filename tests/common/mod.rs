@@ -1,0 +1,85 @@
+//! Helpers shared by the integration tests: run the `kemu` binary with a time limit and capture
+//! what it printed.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What one kemu run produced.
+pub struct Run {
+    /// Exit status (None: killed by a signal or the time limit).
+    pub status: Option<i32>,
+    /// Guest serial output (stdout).
+    pub stdout: String,
+    /// kemu's own messages.
+    pub stderr: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Path of a built test guest.
+pub fn guest(name: &str) -> PathBuf {
+    Path::new(kemu::guests::GUEST_DIR).join(name)
+}
+
+/// The expected serial output of guest `name` (`tests/guest-images/NAME.expected`).
+pub fn expected(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/guest-images")
+        .join(format!("{name}.expected"));
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Run kemu with `args`, no stdin, killing it after `limit`.
+pub fn kemu(args: &[&str], limit: Duration) -> Run {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kemu"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kemu");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        status,
+        stdout: String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Whether KVM tests can run; prints the loud skip line when not.
+pub fn kvm_or_skip(test: &str) -> bool {
+    if Path::new("/dev/kvm").exists() {
+        true
+    } else {
+        eprintln!("{test}: SKIPPED (no /dev/kvm)");
+        false
+    }
+}

@@ -1,0 +1,109 @@
+//! Our test guests under `-accel kvm`: serial output byte-exact against the expected files,
+//! exit status through isa-debug-exit or ACPI power-off, `-smp 2` bring-up, both multiboot forms.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{guest, kemu, kvm_or_skip};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn run_guest(file: &str, expected: &str, status: i32, smp: &str) {
+    if !kvm_or_skip(file) {
+        return;
+    }
+    let path = guest(file);
+    let r = kemu(
+        &[
+            "-accel",
+            "kvm",
+            "-m",
+            "128",
+            "-smp",
+            smp,
+            "-kernel",
+            path.to_str().unwrap(),
+            "-nographic",
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ],
+        LIMIT,
+    );
+    let want = common::expected(expected);
+    assert_eq!(
+        r.stdout, want,
+        "{file}: serial output differs; stderr: {}",
+        r.stderr
+    );
+    assert_eq!(r.status, Some(status), "{file}: stderr: {}", r.stderr);
+}
+
+#[test]
+fn hello_flat_multiboot() {
+    run_guest("hello.bin", "hello", 1, "1");
+}
+
+#[test]
+fn hello_elf32_multiboot() {
+    run_guest("hello.elf", "hello", 1, "1");
+}
+
+#[test]
+fn exit_status_reaches_the_shell() {
+    run_guest("exit_code.bin", "exit_code", 85, "1");
+}
+
+#[test]
+fn cpl3_workload_on_the_host_cpu() {
+    run_guest("cpl3.bin", "cpl3", 1, "1");
+}
+
+#[test]
+fn smp2_both_cpus_report_in() {
+    run_guest("smp.bin", "smp", 1, "2");
+}
+
+#[test]
+fn demo_guest_with_no_arguments_exits_0() {
+    if !kvm_or_skip("demo") {
+        return;
+    }
+    // No arguments at all: the embedded demo, on KVM where it is available.
+    let r = kemu(&[], LIMIT);
+    assert_eq!(r.status, Some(0), "stderr: {}", r.stderr);
+    let want = common::expected("demo");
+    // The demo reports the MADT's CPU count; with no -smp that is 1.
+    assert_eq!(r.stdout, want.replace("lists 2 enabled", "lists 1 enabled"));
+}
+
+#[test]
+fn exit_statistics_count_the_guests_port_io() {
+    if !kvm_or_skip("exit statistics") {
+        return;
+    }
+    let path = guest("pio_bench.bin");
+    let r = kemu(
+        &[
+            "-accel",
+            "kvm",
+            "-kernel",
+            path.to_str().unwrap(),
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-d",
+            "exits",
+        ],
+        LIMIT,
+    );
+    assert_eq!(r.status, Some(1), "stderr: {}", r.stderr);
+    let row = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("io-out"))
+        .unwrap_or_else(|| panic!("no io-out row in: {}", r.stderr));
+    let total: u64 = row.split_whitespace().last().unwrap().parse().unwrap();
+    // 200000 OUTs to port 0x80, plus the serial output and the final debug-exit write.
+    assert!(total >= 200_000, "{row}");
+}
