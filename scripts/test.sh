@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# scripts/test.sh: kemu's whole test suite, as CI runs it (.ci/run) on a fresh machine.
+#   1. installs what the tests need from Debian (binutils for the test guests; the Linux guest
+#      script installs cpio/xz itself) after an apt-get update;
+#   2. assembles the real Linux test guest from Debian's packages (cached in build/linux-guest);
+#   3. checks formatting and lints, then runs every unit and integration test.
+# KVM tests run when /dev/kvm exists and print "SKIPPED (no /dev/kvm)" otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need=()
+command -v as >/dev/null && command -v ld >/dev/null && command -v objcopy >/dev/null || need+=(binutils)
+if [ ! -s build/linux-guest/vmlinux ] || [ ${#need[@]} -gt 0 ]; then
+    echo "test.sh: apt-get update" >&2
+    as_root apt-get update -q >/dev/null
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "test.sh: installing ${need[*]}" >&2
+    as_root apt-get install -y -q "${need[@]}" >/dev/null
+fi
+
+scripts/make-linux-guest.sh build/linux-guest
+export KEMU_REQUIRE_LINUX_GUEST=1
+
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo test
