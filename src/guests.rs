@@ -15,23 +15,6 @@ mod table {
 /// path to the CLI.
 pub const GUEST_DIR: &str = concat!(env!("OUT_DIR"), "/guests");
 
-/// Expected serial outputs, by guest name (the `.expected` files, run with `-smp 2`).
-const EXPECTED: &[(&str, &str)] = &[
-    ("demo", include_str!("../tests/guest-images/demo.expected")),
-    (
-        "hello",
-        include_str!("../tests/guest-images/hello.expected"),
-    ),
-    (
-        "exit_code",
-        include_str!("../tests/guest-images/exit_code.expected"),
-    ),
-    (
-        "pio_bench",
-        include_str!("../tests/guest-images/pio_bench.expected"),
-    ),
-];
-
 /// The embedded demo guest: a flat multiboot image that walks a learner through multiboot
 /// entry, long mode, the ACPI tables, a trip to CPL 3 and back, and ends with ACPI power-off
 /// (so `kemu` exits 0).
@@ -44,22 +27,22 @@ pub fn demo() -> &'static [u8] {
 pub fn by_name(name: &str) -> Option<&'static [u8]> {
     table::GUESTS
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, bytes)| *bytes)
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, bytes, _)| *bytes)
 }
 
 /// The names of all built guests (as [`by_name`] accepts them).
 pub fn names() -> impl Iterator<Item = &'static str> {
-    table::GUESTS.iter().map(|(n, _)| *n)
+    table::GUESTS.iter().map(|(n, _, _)| *n)
 }
 
-/// The exact serial output guest `name` (without a `.elf` suffix) prints, with 2 CPUs.
+/// The exact serial output guest `name` prints with 2 CPUs (its `tests/guest-images/NAME.expected`;
+/// `hello.elf` shares `hello`'s). `None` for an unknown guest or one without the file.
 pub fn expected_output(name: &str) -> Option<&'static str> {
-    let name = name.strip_suffix(".elf").unwrap_or(name);
-    EXPECTED
+    table::GUESTS
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, text)| *text)
+        .find(|(n, _, _)| *n == name)
+        .and_then(|(_, _, expected)| *expected)
 }
 
 /// The debug-exit value a guest reports on success (the process exit status is
@@ -114,5 +97,16 @@ mod tests {
         assert!(by_name("no-such-guest").is_none());
         assert_eq!(expected_output("hello.elf"), Some("hello from long mode\n"));
         assert!(std::path::Path::new(GUEST_DIR).join("hello.bin").is_file());
+    }
+
+    /// A guest added without an expected-output file would silently go unchecked.
+    #[test]
+    fn every_guest_has_an_expected_output() {
+        for name in names() {
+            assert!(
+                expected_output(name).is_some(),
+                "{name}: add tests/guest-images/{name}.expected"
+            );
+        }
     }
 }
