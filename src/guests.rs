@@ -49,6 +49,18 @@ pub fn expected_output(name: &str) -> Option<&'static str> {
 /// `(value << 1) | 1`). The demo powers off instead (status 0); `exit_code` reports 0x2a.
 pub const SUCCESS_EXIT_VALUE: u32 = 0;
 
+/// The exit status the emulator process must end with when guest `name` succeeds: 0 for the
+/// demo (ACPI power-off), 85 for `exit_code` (debug-exit 0x2a), 1 for the others (debug-exit
+/// 0). `None` for an unknown guest.
+pub fn expected_exit_status(name: &str) -> Option<i32> {
+    by_name(name)?;
+    Some(match name.strip_suffix(".elf").unwrap_or(name) {
+        "demo" => 0,
+        "exit_code" => 85,
+        _ => ((SUCCESS_EXIT_VALUE << 1) | 1) as i32,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +108,10 @@ mod tests {
         }
         assert!(by_name("no-such-guest").is_none());
         assert_eq!(expected_output("hello.elf"), Some("hello from long mode\n"));
+        assert_eq!(expected_exit_status("hello.elf"), Some(1));
+        assert_eq!(expected_exit_status("exit_code"), Some(85));
+        assert_eq!(expected_exit_status("demo"), Some(0));
+        assert_eq!(expected_exit_status("no-such-guest"), None);
         assert!(std::path::Path::new(GUEST_DIR).join("hello.bin").is_file());
     }
 
