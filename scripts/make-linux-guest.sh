@@ -66,8 +66,9 @@ else
 
     # bzImage as shipped.
     if [ ! -s "$OUT/bzImage" ]; then
-        VMLINUZ=$(ls "$WORK"/root/boot/vmlinuz-* | head -n 1)
-        cp "$VMLINUZ" "$OUT/bzImage"
+        VMLINUZ=("$WORK"/root/boot/vmlinuz-*)
+        [ -f "${VMLINUZ[0]}" ] || die "$KPKG has no /boot/vmlinuz-*"
+        cp "${VMLINUZ[0]}" "$OUT/bzImage"
     fi
 
     # vmlinux: the payload sits payload_offset bytes into the protected-mode part, which starts

@@ -17,6 +17,8 @@ command -v "$QEMU" >/dev/null || { echo "no $QEMU: apt-get install qemu-system-x
 declare -A STATUS=([hello]=1 [hello.elf]=1 [exit_code]=85 [pio_bench]=1 [cpl3]=1 [smp]=1 [syscall]=1 [demo]=0)
 
 (cd "$ROOT" && cargo build -q) || exit 1
+# The most recently written OUT_DIR is the one `cargo build` just used.
+# shellcheck disable=SC2012
 DIR=$(ls -td "$ROOT"/target/debug/build/kemu-*/out/guests 2>/dev/null | head -n 1)
 [ -n "$DIR" ] || { echo "no built guests under target/debug/build" >&2; exit 1; }
 
