@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make-linux-guest.sh [OUT_DIR]: assemble kemu's real-Linux test guest from Debian's packages.
 #
-# Outputs in OUT_DIR (default build/linux-guest):
+# Outputs in OUT_DIR (default build/linux-guest in the repository, which git ignores):
 #   bzImage             Debian's cloud kernel (linux-image-*-cloud-amd64, newest 6.1), as shipped
 #   vmlinux             the ELF kernel unpacked from bzImage's compressed payload
 #   initramfs.cpio.gz   busybox-static and an /init that prints KEMU-LINUX-GUEST-OK, runs a few
@@ -14,7 +14,8 @@
 #       -append console=ttyS0 -nographic -no-reboot
 set -euo pipefail
 
-OUT=${1:-build/linux-guest}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${1:-$ROOT/build/linux-guest}
 export DEBIAN_FRONTEND=noninteractive
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -65,8 +66,9 @@ else
 
     # bzImage as shipped.
     if [ ! -s "$OUT/bzImage" ]; then
-        VMLINUZ=$(ls "$WORK"/root/boot/vmlinuz-* | head -n 1)
-        cp "$VMLINUZ" "$OUT/bzImage"
+        VMLINUZ=("$WORK"/root/boot/vmlinuz-*)
+        [ -f "${VMLINUZ[0]}" ] || die "$KPKG has no /boot/vmlinuz-*"
+        cp "${VMLINUZ[0]}" "$OUT/bzImage"
     fi
 
     # vmlinux: the payload sits payload_offset bytes into the protected-mode part, which starts

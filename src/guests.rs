@@ -15,23 +15,6 @@ mod table {
 /// path to the CLI.
 pub const GUEST_DIR: &str = concat!(env!("OUT_DIR"), "/guests");
 
-/// Expected serial outputs, by guest name (the `.expected` files, run with `-smp 2`).
-const EXPECTED: &[(&str, &str)] = &[
-    ("demo", include_str!("../tests/guest-images/demo.expected")),
-    (
-        "hello",
-        include_str!("../tests/guest-images/hello.expected"),
-    ),
-    (
-        "exit_code",
-        include_str!("../tests/guest-images/exit_code.expected"),
-    ),
-    (
-        "pio_bench",
-        include_str!("../tests/guest-images/pio_bench.expected"),
-    ),
-];
-
 /// The embedded demo guest: a flat multiboot image that walks a learner through multiboot
 /// entry, long mode, the ACPI tables, a trip to CPL 3 and back, and ends with ACPI power-off
 /// (so `kemu` exits 0).
@@ -44,27 +27,39 @@ pub fn demo() -> &'static [u8] {
 pub fn by_name(name: &str) -> Option<&'static [u8]> {
     table::GUESTS
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, bytes)| *bytes)
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, bytes, _)| *bytes)
 }
 
 /// The names of all built guests (as [`by_name`] accepts them).
 pub fn names() -> impl Iterator<Item = &'static str> {
-    table::GUESTS.iter().map(|(n, _)| *n)
+    table::GUESTS.iter().map(|(n, _, _)| *n)
 }
 
-/// The exact serial output guest `name` (without a `.elf` suffix) prints, with 2 CPUs.
+/// The exact serial output guest `name` prints with 2 CPUs (its `tests/guest-images/NAME.expected`;
+/// `hello.elf` shares `hello`'s). `None` for an unknown guest or one without the file.
 pub fn expected_output(name: &str) -> Option<&'static str> {
-    let name = name.strip_suffix(".elf").unwrap_or(name);
-    EXPECTED
+    table::GUESTS
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, text)| *text)
+        .find(|(n, _, _)| *n == name)
+        .and_then(|(_, _, expected)| *expected)
 }
 
 /// The debug-exit value a guest reports on success (the process exit status is
 /// `(value << 1) | 1`). The demo powers off instead (status 0); `exit_code` reports 0x2a.
 pub const SUCCESS_EXIT_VALUE: u32 = 0;
+
+/// The exit status the emulator process must end with when guest `name` succeeds: 0 for the
+/// demo (ACPI power-off), 85 for `exit_code` (debug-exit 0x2a), 1 for the others (debug-exit
+/// 0). `None` for an unknown guest.
+pub fn expected_exit_status(name: &str) -> Option<i32> {
+    by_name(name)?;
+    Some(match name.strip_suffix(".elf").unwrap_or(name) {
+        "demo" => 0,
+        "exit_code" => 85,
+        _ => ((SUCCESS_EXIT_VALUE << 1) | 1) as i32,
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -113,6 +108,21 @@ mod tests {
         }
         assert!(by_name("no-such-guest").is_none());
         assert_eq!(expected_output("hello.elf"), Some("hello from long mode\n"));
+        assert_eq!(expected_exit_status("hello.elf"), Some(1));
+        assert_eq!(expected_exit_status("exit_code"), Some(85));
+        assert_eq!(expected_exit_status("demo"), Some(0));
+        assert_eq!(expected_exit_status("no-such-guest"), None);
         assert!(std::path::Path::new(GUEST_DIR).join("hello.bin").is_file());
+    }
+
+    /// A guest added without an expected-output file would silently go unchecked.
+    #[test]
+    fn every_guest_has_an_expected_output() {
+        for name in names() {
+            assert!(
+                expected_output(name).is_some(),
+                "{name}: add tests/guest-images/{name}.expected"
+            );
+        }
     }
 }
