@@ -107,3 +107,81 @@ fn exit_statistics_count_the_guests_port_io() {
     // 200000 OUTs to port 0x80, plus the serial output and the final debug-exit write.
     assert!(total >= 200_000, "{row}");
 }
+
+#[test]
+fn i8042_reset_with_no_reboot_exits_0() {
+    run_guest("reset_kbc.bin", "reset_kbc", 0, "1");
+}
+
+#[test]
+fn cf9_reset_with_no_reboot_exits_0() {
+    run_guest("reset_cf9.bin", "reset_cf9", 0, "1");
+}
+
+#[test]
+fn reset_without_no_reboot_boots_again() {
+    if !kvm_or_skip("reset") {
+        return;
+    }
+    let path = guest("reset_cf9.bin");
+    let r = kemu(
+        &["-accel", "kvm", "-kernel", path.to_str().unwrap()],
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        r.status, None,
+        "a resetting guest runs until killed: {}",
+        r.stderr
+    );
+    let boots = r.stdout.matches("reset_cf9: writing").count();
+    assert!(boots >= 2, "booted {boots} time(s): {}", r.stderr);
+    assert!(!r.stdout.contains("still running"));
+}
+
+#[test]
+fn triple_fault_is_reported() {
+    run_guest("triple_fault.bin", "triple_fault", 0, "1");
+    if !kvm_or_skip("triple fault report") {
+        return;
+    }
+    let path = guest("triple_fault.bin");
+    let r = kemu(
+        &[
+            "-accel",
+            "kvm",
+            "-no-reboot",
+            "-kernel",
+            path.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    let line = r.stderr.lines().next().unwrap_or_default();
+    assert!(
+        line.contains("triple fault") && line.contains("ud2"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn host_input_reaches_the_guest_serial_port() {
+    if !kvm_or_skip("echo") {
+        return;
+    }
+    let path = guest("echo.bin");
+    let r = common::kemu_with_input(
+        &[
+            "-accel",
+            "kvm",
+            "-nographic",
+            "-kernel",
+            path.to_str().unwrap(),
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ],
+        Some(b"hello kemu\n"),
+        LIMIT,
+    );
+    assert_eq!(r.stdout, common::expected("echo"), "{}", r.stderr);
+    assert_eq!(r.status, Some(1), "{}", r.stderr);
+}

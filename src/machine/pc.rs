@@ -41,8 +41,8 @@ pub struct HostConsole {
     config: SerialConfig,
     /// For `file:`: one file for the whole run, so a reset does not truncate it.
     file: Option<std::fs::File>,
-    /// COM1 of the current power cycle, for the stdin reader.
-    com1: Arc<Mutex<Option<Arc<Mutex<Com1>>>>>,
+    /// COM1 of the current power cycle and the input it has not taken yet.
+    inbox: Arc<Mutex<Inbox>>,
     /// The control block of the current power cycle, for Ctrl-A X.
     control: Arc<Mutex<Option<Arc<Control>>>>,
     _raw: Option<RawTerminal>,
@@ -63,20 +63,15 @@ impl HostConsole {
                 )?),
                 _ => None,
             };
-        let com1: Arc<Mutex<Option<Arc<Mutex<Com1>>>>> = Arc::default();
+        let inbox: Arc<Mutex<Inbox>> = Arc::default();
         let control: Arc<Mutex<Option<Arc<Control>>>> = Arc::default();
         let mut raw = None;
         if config.serial == SerialConfig::Stdio {
             raw = RawTerminal::enter().map_err(console_err)?;
-            let target = com1.clone();
+            let target = inbox.clone();
             let quit_target = control.clone();
             console::spawn_stdin_reader(
-                move |bytes| {
-                    if let Some(c) = lock(&target).as_ref() {
-                        // A full FIFO drops input, as a real UART overrun would.
-                        lock(c).enqueue_input(bytes);
-                    }
-                },
+                move |bytes| lock(&target).push(bytes),
                 move || {
                     if let Some(c) = lock(&quit_target).as_ref() {
                         c.finish(Outcome::Quit);
@@ -88,7 +83,7 @@ impl HostConsole {
         Ok(HostConsole {
             config: config.serial.clone(),
             file,
-            com1,
+            inbox,
             control,
             _raw: raw,
         })
@@ -111,8 +106,45 @@ impl HostConsole {
     }
 
     fn attach(&self, com1: Arc<Mutex<Com1>>, control: Arc<Control>) {
-        *lock(&self.com1) = Some(com1);
+        lock(&self.inbox).attach(com1);
         *lock(&self.control) = Some(control);
+    }
+}
+
+/// Host input on its way to COM1. Input that arrives before the machine has built COM1 (or
+/// while its FIFO is full) waits here, up to [`INBOX_CAP`] bytes; past that it is dropped, as
+/// a real UART overrun would drop it.
+#[derive(Default)]
+struct Inbox {
+    com1: Option<Arc<Mutex<Com1>>>,
+    pending: std::collections::VecDeque<u8>,
+}
+
+/// Host input kept while COM1 cannot take it.
+const INBOX_CAP: usize = 64 * 1024;
+
+impl Inbox {
+    fn push(&mut self, bytes: &[u8]) {
+        let room = INBOX_CAP.saturating_sub(self.pending.len());
+        self.pending.extend(bytes.iter().take(room));
+        self.deliver();
+    }
+
+    fn attach(&mut self, com1: Arc<Mutex<Com1>>) {
+        self.com1 = Some(com1);
+        self.deliver();
+    }
+
+    fn deliver(&mut self) {
+        let Some(c) = &self.com1 else { return };
+        let (a, b) = self.pending.as_slices();
+        let mut com1 = lock(c);
+        let mut taken = com1.enqueue_input(a);
+        if taken == a.len() {
+            taken += com1.enqueue_input(b);
+        }
+        drop(com1);
+        self.pending.drain(..taken);
     }
 }
 

@@ -35,14 +35,28 @@ pub fn expected(name: &str) -> String {
 
 /// Run kemu with `args`, no stdin, killing it after `limit`.
 pub fn kemu(args: &[&str], limit: Duration) -> Run {
+    kemu_with_input(args, None, limit)
+}
+
+/// Run kemu with `args` and `input` piped to its stdin (none: no stdin), killing it after
+/// `limit`.
+pub fn kemu_with_input(args: &[&str], input: Option<&[u8]>, limit: Duration) -> Run {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kemu"))
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn kemu");
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        use std::io::Write;
+        let _ = stdin.write_all(bytes);
+    }
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let t_out = std::thread::spawn(move || {
