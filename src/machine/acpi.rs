@@ -195,11 +195,12 @@ fn fadt(dsdt_addr: u64, facs_addr: u64) -> Vec<u8> {
         .flag(Flags::SlpButton)
         .flag(Flags::ResetRegSup)
         .preferred_pm_profile(PmProfile::Unspecified);
-    // The addresses sit below 1 MiB, so the 32-bit and 64-bit fields agree.
+    // The addresses sit below 1 MiB, so the 32-bit and 64-bit DSDT fields can agree.
     f.dsdt = (dsdt_addr as u32).into();
     f.x_dsdt = dsdt_addr.into();
+    // The FACS only in the 32-bit field: the spec wants FIRMWARE_CTRL zero when X_FIRMWARE_CTRL
+    // is used, and Linux lists a FACS named by both twice.
     f.firmware_ctrl = (facs_addr as u32).into();
-    f.x_firmware_ctrl = facs_addr.into();
     f.sci_int = u16::from(SCI_IRQ).into();
     f.smi_cmd = 0.into();
     f.pm1a_evt_blk = u32::from(PM1A_EVT_BLK).into();
@@ -386,7 +387,8 @@ mod tests {
             assert_eq!(u64_at(&fadt, 172 + 4), 0x604, "X_PM1a_CNT_BLK");
             assert_eq!(u64_at(&fadt, 208 + 4), 0x608, "X_PM_TMR_BLK");
 
-            let facs_addr = u64_at(&fadt, 132);
+            assert_eq!(u64_at(&fadt, 132), 0, "X_FIRMWARE_CTRL unused");
+            let facs_addr = u64::from(u32_at(&fadt, 36));
             assert_eq!(facs_addr % 64, 0);
             assert_eq!(&read(&ram, facs_addr, 4), b"FACS");
 

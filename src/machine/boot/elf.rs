@@ -216,3 +216,67 @@ impl ElfFile {
 fn align4(v: u64) -> u64 {
     (v + 3) & !3
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::boot::testimg;
+    use crate::machine::memory::create_ram;
+
+    #[test]
+    fn parses_both_classes() {
+        let f64 = ElfFile::parse(&testimg::pvh_elf(0x100_0000)).unwrap();
+        assert!(f64.class64);
+        assert_eq!(f64.machine, 62);
+        assert_eq!(f64.phdrs.len(), 2);
+        assert_eq!(f64.phdrs[0].paddr, 0x100_0000);
+        let f32 = ElfFile::parse(&testimg::multiboot_elf32()).unwrap();
+        assert!(!f32.class64);
+        assert_eq!(f32.entry, 0x100010);
+        assert_eq!(
+            (f32.phdrs[0].offset, f32.phdrs[0].filesz, f32.phdrs[0].memsz),
+            (0x60, 0x20, 0x1000)
+        );
+    }
+
+    #[test]
+    fn pvh_note_with_an_8_byte_descriptor() {
+        let mut img = testimg::pvh_elf(0);
+        img[0xb4] = 8; // descsz
+        img[0xc0..0xc8].copy_from_slice(&0x0123_4567u64.to_le_bytes());
+        img[120 + 32] = 24; // p_filesz of the note segment
+        let f = ElfFile::parse(&img).unwrap();
+        assert_eq!(f.pvh_entry(&img).unwrap(), Some(0x0123_4567));
+        img[0xb4] = 2;
+        let e = f.pvh_entry(&img).unwrap_err().to_string();
+        assert!(e.contains("2-byte descriptor"), "{e}");
+    }
+
+    #[test]
+    fn malformed_segments_are_errors() {
+        let ram = create_ram(32 << 20).unwrap();
+        let mut img = testimg::pvh_elf(0);
+        // p_filesz > p_memsz
+        img[64 + 40..64 + 48].copy_from_slice(&0x10u64.to_le_bytes());
+        let f = ElfFile::parse(&img).unwrap();
+        let e = f.load(&ram, &img, 32 << 20).unwrap_err().to_string();
+        assert!(e.contains("p_filesz"), "{e}");
+        // Segment data past the end of the file.
+        let mut img = testimg::pvh_elf(0);
+        img[64 + 8..64 + 16].copy_from_slice(&0x1f0u64.to_le_bytes());
+        let f = ElfFile::parse(&img).unwrap();
+        let e = f.load(&ram, &img, 32 << 20).unwrap_err().to_string();
+        assert!(e.contains("ELF segment 0") && e.contains("0x1f0"), "{e}");
+        // Wrong program header entry size.
+        let mut img = testimg::pvh_elf(0);
+        img[54] = 40;
+        assert!(ElfFile::parse(&img).is_err());
+        // Big-endian.
+        let mut img = testimg::pvh_elf(0);
+        img[5] = 2;
+        assert!(ElfFile::parse(&img)
+            .unwrap_err()
+            .to_string()
+            .contains("little-endian"));
+    }
+}

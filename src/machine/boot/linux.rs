@@ -388,7 +388,8 @@ mod tests {
         let p: boot_params = ram.read_obj(GuestAddress(ZERO_PAGE_ADDR)).unwrap();
         let (initrd, _) = setup.initrd.unwrap();
         // The initrd sits above the decompression buffer (pref_address + init_size).
-        assert!(initrd >= { p.hdr.pref_address } + u64::from({ p.hdr.init_size }));
+        let (pref, init_size) = (p.hdr.pref_address, p.hdr.init_size);
+        assert!(initrd >= pref + u64::from(init_size));
         assert!(setup.kernel.1 <= initrd);
         // 64 MiB is too small for a distro kernel's decompression buffer: a clear error.
         let small = create_ram(64 << 20).unwrap();
