@@ -27,8 +27,18 @@ fn kemu_cmd(g: &Path) -> Command {
 fn qemu_cmd(g: &Path) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
     c.args([
-        "-accel", "kvm", "-M", "pc", "-m", "128", "-nographic", "-nodefaults", "-no-reboot",
-        "-serial", "none", "-kernel",
+        "-accel",
+        "kvm",
+        "-M",
+        "pc",
+        "-m",
+        "128",
+        "-nographic",
+        "-nodefaults",
+        "-no-reboot",
+        "-serial",
+        "none",
+        "-kernel",
     ])
     .arg(g)
     .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
@@ -86,7 +96,10 @@ fn main() {
         let (mb, mz) = (median(b).as_secs_f64(), median(z).as_secs_f64());
         Some((mb, mz, (mb - mz) / OUTS * 1e9))
     };
-    println!("{:<8} {:>14} {:>14} {:>16}", "", "pio_bench (s)", "pio_base (s)", "ns per OUT exit");
+    println!(
+        "{:<8} {:>14} {:>14} {:>16}",
+        "", "pio_bench (s)", "pio_base (s)", "ns per OUT exit"
+    );
     let kr = per_exit(k);
     if let Some((b, z, ns)) = kr {
         println!("{:<8} {b:>14.3} {z:>14.3} {ns:>16.0}", "kemu");

@@ -45,18 +45,14 @@ const OEM_REVISION: u32 = 1;
 /// takes the ID after the last CPU.
 pub const MAX_CPUS: usize = 254;
 
-/// PM1a event block (status + enable), I/O port.
-pub const PM1A_EVT_BLK: u16 = 0x600;
-/// PM1a control block, I/O port.
-pub const PM1A_CNT_BLK: u16 = 0x604;
-/// ACPI PM timer, I/O port.
-pub const PM_TMR_BLK: u16 = 0x608;
-/// The SCI's ISA IRQ (and GSI).
-pub const SCI_IRQ: u8 = 9;
-/// Reset register (I/O) and the value that resets.
-pub const RESET_PORT: u16 = 0xCF9;
-/// Value written to [`RESET_PORT`] to reset.
-pub const RESET_VALUE: u8 = 0x06;
+// The PM block and reset register the FADT describes are the devices' own addresses, so the
+// tables and the device model cannot disagree.
+pub use crate::devices::acpi_pm::{
+    PM1A_CNT as PM1A_CNT_BLK, PM1A_EVT as PM1A_EVT_BLK, PM_TMR as PM_TMR_BLK,
+    RESET_REG_PORT as RESET_PORT, RESET_VALUE,
+};
+/// The SCI's ISA IRQ (and GSI), as the MADT override byte.
+pub const SCI_IRQ: u8 = crate::devices::acpi_pm::SCI_IRQ as u8;
 
 /// MADT flag: the PC has dual 8259s that must be masked when the IOAPIC is used.
 const MADT_PCAT_COMPAT: u32 = 1;
