@@ -123,3 +123,12 @@ impl Cpu {
         self.blocks.len()
     }
 }
+
+impl Cpu {
+    /// Drop all translated code and TLB entries: call after writing guest code behind the CPU's
+    /// back (image loading, DMA into code pages).
+    pub fn invalidate_code(&mut self) {
+        self.blocks.clear();
+        self.tlb.flush_all();
+    }
+}

@@ -115,3 +115,23 @@ impl Cpu {
         Ok(())
     }
 }
+
+impl Cpu {
+    /// Up to 15 code bytes at CS:RIP for crash reports (empty if unreadable).
+    pub fn code_bytes_at_rip(&mut self) -> Vec<u8> {
+        let s = &self.state;
+        let lin = if s.mode64() {
+            s.rip
+        } else {
+            s.seg[super::state::sreg::CS].base.wrapping_add(s.rip) & 0xffff_ffff
+        };
+        let mut out = Vec::new();
+        for k in 0..15u64 {
+            match self.read_lin_slow(lin.wrapping_add(k), 1, false, super::mmu::tlb::Access::Read) {
+                Ok(b) => out.push(b as u8),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}

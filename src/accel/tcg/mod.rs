@@ -1,1 +1,195 @@
 //! The software-CPU accelerator: drives `crate::cpu` behind the `Accelerator`/`Vcpu` seam.
+//!
+//! [`Tcg`] keeps the guest RAM it was given and hands each [`TcgVcpu`] a [`Cpu`] over it.
+//! `run()` executes guest code until HLT (→ `Halt`), a kick (→ `Interrupted`), a triple fault
+//! (→ `Shutdown`) or a fatal condition (→ `AccelError::Guest` with the instruction bytes).
+//! Interrupt lines raised on [`TcgIrqChip`] are only recorded for now (the PIC/IOAPIC/LAPIC
+//! come later); external vectors reach a CPU through [`TcgVcpu::raise_external`], which calls
+//! [`Cpu::raise_external`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::{
+    AccelError, Accelerator, CrashReport, ExitReason, GuestRam, IrqChip, Kicker, Vcpu,
+    VcpuContext, VcpuExit, VcpuState,
+};
+use crate::cpu::state::CpuState;
+use crate::cpu::{Cpu, CpuExit};
+
+/// The software-CPU accelerator.
+#[derive(Default)]
+pub struct Tcg {
+    ram: Mutex<Option<Arc<GuestRam>>>,
+    irq: Arc<TcgIrqChip>,
+}
+
+impl Tcg {
+    /// A new accelerator with no RAM mapped yet.
+    pub fn new() -> Self {
+        Tcg::default()
+    }
+
+    /// The interrupt-line recorder (concrete type, for the machine and tests).
+    pub fn irq_recorder(&self) -> Arc<TcgIrqChip> {
+        self.irq.clone()
+    }
+}
+
+/// Records interrupt-line levels until the software interrupt controllers exist.
+#[derive(Debug, Default)]
+pub struct TcgIrqChip {
+    lines: Mutex<Vec<(u32, bool)>>,
+}
+
+impl TcgIrqChip {
+    /// Every `set_irq` call so far, in order, as (gsi, level).
+    pub fn history(&self) -> Vec<(u32, bool)> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Lines whose last recorded level is high.
+    pub fn pending(&self) -> Vec<u32> {
+        let hist = self.history();
+        let mut high: Vec<u32> = Vec::new();
+        for (gsi, level) in hist {
+            high.retain(|&g| g != gsi);
+            if level {
+                high.push(gsi);
+            }
+        }
+        high
+    }
+}
+
+impl IrqChip for TcgIrqChip {
+    fn set_irq(&self, gsi: u32, level: bool) {
+        if let Ok(mut l) = self.lines.lock() {
+            // Keep the record bounded: only the latest transitions matter to a future PIC.
+            if l.len() >= 4096 {
+                l.drain(..2048);
+            }
+            l.push((gsi, level));
+        }
+    }
+}
+
+impl Accelerator for Tcg {
+    fn name(&self) -> &'static str {
+        "tcg"
+    }
+
+    fn map_ram(&self, ram: &Arc<GuestRam>) -> Result<(), AccelError> {
+        let mut slot = self
+            .ram
+            .lock()
+            .map_err(|_| AccelError::Other("tcg RAM lock poisoned".into()))?;
+        *slot = Some(ram.clone());
+        Ok(())
+    }
+
+    fn irq_chip(&self) -> Arc<dyn IrqChip> {
+        self.irq.clone()
+    }
+
+    fn create_vcpu(&self, id: usize, ctx: VcpuContext) -> Result<Box<dyn Vcpu>, AccelError> {
+        Ok(Box::new(TcgVcpu::new(id, ctx)))
+    }
+}
+
+/// Kicks a [`TcgVcpu`] out of `run()` at its next block boundary.
+struct TcgKicker(Arc<AtomicBool>);
+
+impl Kicker for TcgKicker {
+    fn kick(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One software vCPU.
+pub struct TcgVcpu {
+    cpu: Cpu,
+    kick: Arc<AtomicBool>,
+    stats: Arc<super::ExitStats>,
+}
+
+impl TcgVcpu {
+    /// A vCPU in the RESET state over the context's RAM and I/O.
+    pub fn new(id: usize, ctx: VcpuContext) -> Self {
+        let mut cpu = Cpu::new(id, ctx.ram, ctx.io, ctx.stats.clone());
+        cpu.cpu_count = ctx.cpu_count;
+        TcgVcpu {
+            cpu,
+            kick: Arc::new(AtomicBool::new(false)),
+            stats: ctx.stats,
+        }
+    }
+
+    /// Inject external interrupt `vector`: delivered when RFLAGS.IF = 1 and no STI/MOV SS
+    /// shadow is active; wakes the CPU from HLT then. Call between `run()`s (the vCPU thread
+    /// owns the CPU); to interrupt a running vCPU, kick it first.
+    pub fn raise_external(&mut self, vector: u8) {
+        self.cpu.raise_external(vector);
+    }
+
+    /// The CPU itself (tests, debugger, MSR access).
+    pub fn cpu(&mut self) -> &mut Cpu {
+        &mut self.cpu
+    }
+
+    fn crash(&mut self, reason: String) -> AccelError {
+        let state = self.cpu.state.to_vcpu_state();
+        let bytes = self.cpu.code_bytes_at_rip();
+        AccelError::Guest(Box::new(CrashReport {
+            reason,
+            vcpu: self.cpu.id(),
+            state: Some(state),
+            bytes,
+        }))
+    }
+}
+
+impl Vcpu for TcgVcpu {
+    fn id(&self) -> usize {
+        self.cpu.id()
+    }
+
+    fn run(&mut self) -> Result<VcpuExit, AccelError> {
+        let id = self.cpu.id();
+        match self.cpu.run(&self.kick) {
+            CpuExit::Halt => Ok(VcpuExit::Halt),
+            CpuExit::Interrupted => {
+                self.stats.count(id, ExitReason::Interrupted);
+                Ok(VcpuExit::Interrupted)
+            }
+            CpuExit::Shutdown => {
+                self.stats.count(id, ExitReason::Shutdown);
+                Ok(VcpuExit::Shutdown)
+            }
+            CpuExit::Fatal(why) => {
+                self.stats.count(id, ExitReason::InternalError);
+                Err(self.crash(why))
+            }
+        }
+    }
+
+    fn state(&mut self) -> Result<VcpuState, AccelError> {
+        Ok(self.cpu.state.to_vcpu_state())
+    }
+
+    fn set_state(&mut self, state: &VcpuState) -> Result<(), AccelError> {
+        let mut s = CpuState::from_vcpu_state(state);
+        // MSRs that VcpuState does not carry survive a set_state.
+        s.msr = crate::cpu::state::Msrs {
+            apic_base: state.apic_base,
+            ..self.cpu.state.msr
+        };
+        s.tsc = self.cpu.state.tsc;
+        self.cpu.set_state(s);
+        Ok(())
+    }
+
+    fn kicker(&self) -> Arc<dyn Kicker> {
+        Arc::new(TcgKicker(self.kick.clone()))
+    }
+}
