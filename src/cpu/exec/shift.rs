@@ -37,7 +37,7 @@ fn shift(cpu: &mut Cpu, i: &Instruction, k: Kind) -> Res<()> {
     let m = size_mask(size);
     let c = count(cpu, i, 1, size)?;
     if c == 0 {
-        return Ok(());
+        return zero_count(cpu, i, size);
     }
     let a = read_op(cpu, i, 0)? & m;
     let msb = |v: u64| (v >> (bits - 1)) & 1 != 0;
@@ -145,7 +145,7 @@ fn double(cpu: &mut Cpu, i: &Instruction, left: bool) -> Res<()> {
     let m = size_mask(size);
     let c = count(cpu, i, 2, size)?;
     if c == 0 {
-        return Ok(());
+        return zero_count(cpu, i, size);
     }
     let d = read_op(cpu, i, 0)? & m;
     let s = read_op(cpu, i, 1)? & m;
@@ -172,4 +172,15 @@ pub fn shld(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
 /// SHRD.
 pub fn shrd(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     double(cpu, i, false)
+}
+
+/// A zero count changes nothing, except that a 32-bit register destination is still
+/// zero-extended into its 64-bit register, as on hardware.
+fn zero_count(cpu: &mut Cpu, i: &Instruction, size: usize) -> Res<()> {
+    if size == 4 && i.op0_kind() == iced_x86::OpKind::Register {
+        let r = i.op0_register();
+        let v = cpu.reg(r);
+        cpu.set_reg(r, v);
+    }
+    Ok(())
 }
