@@ -26,7 +26,18 @@ pub enum CpuExit {
 impl Cpu {
     /// Run until HLT, a kick (`kick` is cleared when seen), a triple fault or a fatal condition.
     pub fn run(&mut self, kick: &AtomicBool) -> CpuExit {
+        self.run_limited(kick, u64::MAX)
+    }
+
+    /// Like [`Cpu::run`], but also return [`CpuExit::Interrupted`] once at least `budget`
+    /// instructions have retired (checked between blocks: single stepping, tests, and a
+    /// deterministic instruction-count clock later).
+    pub fn run_limited(&mut self, kick: &AtomicBool, budget: u64) -> CpuExit {
+        let mut executed = 0u64;
         loop {
+            if executed >= budget {
+                return CpuExit::Interrupted;
+            }
             if kick.load(Ordering::Relaxed) {
                 kick.store(false, Ordering::Relaxed);
                 return CpuExit::Interrupted;
@@ -48,7 +59,8 @@ impl Cpu {
                     Err(exit) => return exit,
                 },
             };
-            let limit = if inhibit { 1 } else { block.insns.len() };
+            let room = usize::try_from(budget - executed).unwrap_or(usize::MAX);
+            let limit = if inhibit { 1 } else { block.insns.len().min(room) };
             let mut retired = 0u64;
             let mut result = Ok(());
             let ip_mask = match self.state.bitness() {
@@ -79,6 +91,7 @@ impl Cpu {
             self.stop_block = false;
             self.state.tsc = self.state.tsc.wrapping_add(retired);
             self.stats.add_instructions(self.id, retired);
+            executed += retired.max(1);
             if let Err(exit) = result {
                 return exit;
             }
