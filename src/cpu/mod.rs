@@ -65,7 +65,12 @@ pub struct Cpu {
 
 impl Cpu {
     /// A CPU in the RESET state over `ram`, serving I/O through `io`, counting into `stats`.
-    pub fn new(id: usize, ram: Arc<GuestRam>, io: Arc<dyn IoHandler>, stats: Arc<ExitStats>) -> Self {
+    pub fn new(
+        id: usize,
+        ram: Arc<GuestRam>,
+        io: Arc<dyn IoHandler>,
+        stats: Arc<ExitStats>,
+    ) -> Self {
         let last = ram.last_addr().0;
         Cpu {
             state: CpuState::default(),

@@ -60,7 +60,11 @@ impl Cpu {
                 },
             };
             let room = usize::try_from(budget - executed).unwrap_or(usize::MAX);
-            let limit = if inhibit { 1 } else { block.insns.len().min(room) };
+            let limit = if inhibit {
+                1
+            } else {
+                block.insns.len().min(room)
+            };
             let mut retired = 0u64;
             let mut result = Ok(());
             let ip_mask = match self.state.bitness() {
@@ -116,7 +120,11 @@ impl Cpu {
         if self.pending_nmi {
             self.pending_nmi = false;
             self.halted = false;
-            return self.deliver_event(super::fault::vec::NMI, None, super::exception::Kind::External);
+            return self.deliver_event(
+                super::fault::vec::NMI,
+                None,
+                super::exception::Kind::External,
+            );
         }
         if let Some(v) = self.pending_external {
             if self.state.flags.sys(IF) {

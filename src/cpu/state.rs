@@ -64,7 +64,8 @@ pub mod cr4 {
     /// OS supports FXSAVE.
     pub const OSFXSR: u64 = 1 << 9;
     /// Bits a guest may set (what CPUID advertises).
-    pub const VALID: u64 = (1 << 0) | (1 << 1) | TSD | (1 << 3) | PSE | PAE | (1 << 6) | PGE | (1 << 8);
+    pub const VALID: u64 =
+        (1 << 0) | (1 << 1) | TSD | (1 << 3) | PSE | PAE | (1 << 6) | PGE | (1 << 8);
 }
 
 /// EFER bits.

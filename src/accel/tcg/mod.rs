@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    AccelError, Accelerator, CrashReport, ExitReason, GuestRam, IrqChip, Kicker, Vcpu,
-    VcpuContext, VcpuExit, VcpuState,
+    AccelError, Accelerator, CrashReport, ExitReason, GuestRam, IrqChip, Kicker, Vcpu, VcpuContext,
+    VcpuExit, VcpuState,
 };
 use crate::cpu::state::CpuState;
 use crate::cpu::{Cpu, CpuExit};

@@ -5,9 +5,7 @@
 use iced_x86::{CpuidFeature, Instruction, Mnemonic as M, OpKind, Register};
 
 use super::Handler;
-use crate::cpu::exec::{
-    alu, bcd, bit, control, cpuid, msr, muldiv, shift, stack, string, system,
-};
+use crate::cpu::exec::{alu, bcd, bit, control, cpuid, msr, muldiv, shift, stack, string, system};
 use crate::cpu::fault::{ud, Res};
 use crate::cpu::Cpu;
 
@@ -73,13 +71,38 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
         M::Bswap => alu::bswap,
         M::Cbw | M::Cwde | M::Cdqe => alu::cbw_family,
         M::Cwd | M::Cdq | M::Cqo => alu::cwd_family,
-        M::Cmovo | M::Cmovno | M::Cmovb | M::Cmovae | M::Cmove | M::Cmovne | M::Cmovbe
-        | M::Cmova | M::Cmovs | M::Cmovns | M::Cmovp | M::Cmovnp | M::Cmovl | M::Cmovge
-        | M::Cmovle | M::Cmovg => alu::cmovcc,
-        M::Seto | M::Setno | M::Setb | M::Setae | M::Sete | M::Setne | M::Setbe | M::Seta
-        | M::Sets | M::Setns | M::Setp | M::Setnp | M::Setl | M::Setge | M::Setle | M::Setg => {
-            alu::setcc
-        }
+        M::Cmovo
+        | M::Cmovno
+        | M::Cmovb
+        | M::Cmovae
+        | M::Cmove
+        | M::Cmovne
+        | M::Cmovbe
+        | M::Cmova
+        | M::Cmovs
+        | M::Cmovns
+        | M::Cmovp
+        | M::Cmovnp
+        | M::Cmovl
+        | M::Cmovge
+        | M::Cmovle
+        | M::Cmovg => alu::cmovcc,
+        M::Seto
+        | M::Setno
+        | M::Setb
+        | M::Setae
+        | M::Sete
+        | M::Setne
+        | M::Setbe
+        | M::Seta
+        | M::Sets
+        | M::Setns
+        | M::Setp
+        | M::Setnp
+        | M::Setl
+        | M::Setge
+        | M::Setle
+        | M::Setg => alu::setcc,
         M::Shl | M::Sal => shift::shl,
         M::Shr => shift::shr,
         M::Sar => shift::sar,
@@ -103,10 +126,32 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
         M::Aas => bcd::aas,
         M::Aam => bcd::aam,
         M::Aad => bcd::aad,
-        M::Movsb | M::Movsw | M::Movsd | M::Movsq | M::Stosb | M::Stosw | M::Stosd
-        | M::Stosq | M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq | M::Cmpsb | M::Cmpsw
-        | M::Cmpsd | M::Cmpsq | M::Scasb | M::Scasw | M::Scasd | M::Scasq | M::Insb
-        | M::Insw | M::Insd | M::Outsb | M::Outsw | M::Outsd
+        M::Movsb
+        | M::Movsw
+        | M::Movsd
+        | M::Movsq
+        | M::Stosb
+        | M::Stosw
+        | M::Stosd
+        | M::Stosq
+        | M::Lodsb
+        | M::Lodsw
+        | M::Lodsd
+        | M::Lodsq
+        | M::Cmpsb
+        | M::Cmpsw
+        | M::Cmpsd
+        | M::Cmpsq
+        | M::Scasb
+        | M::Scasw
+        | M::Scasd
+        | M::Scasq
+        | M::Insb
+        | M::Insw
+        | M::Insd
+        | M::Outsb
+        | M::Outsw
+        | M::Outsd
             if i.op_count() == 0 || i.op0_kind() != OpKind::Register || is_string(i) =>
         {
             string::string
@@ -125,8 +170,22 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
         M::Enter => stack::enter,
         M::Leave => stack::leave,
         M::Jmp => control::jmp,
-        M::Jo | M::Jno | M::Jb | M::Jae | M::Je | M::Jne | M::Jbe | M::Ja | M::Js | M::Jns
-        | M::Jp | M::Jnp | M::Jl | M::Jge | M::Jle | M::Jg => control::jcc,
+        M::Jo
+        | M::Jno
+        | M::Jb
+        | M::Jae
+        | M::Je
+        | M::Jne
+        | M::Jbe
+        | M::Ja
+        | M::Js
+        | M::Jns
+        | M::Jp
+        | M::Jnp
+        | M::Jl
+        | M::Jge
+        | M::Jle
+        | M::Jg => control::jcc,
         M::Call => control::call,
         M::Ret => control::ret,
         M::Retf => control::retf,
@@ -136,9 +195,21 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
         M::Int1 => control::int1,
         M::Into => control::into,
         M::Iret | M::Iretd | M::Iretq => control::iret,
-        M::Nop | M::Pause | M::Wbinvd | M::Invd | M::Clflush | M::Clflushopt | M::Prefetch
-        | M::Prefetchnta | M::Prefetcht0 | M::Prefetcht1 | M::Prefetcht2 | M::Prefetchw
-        | M::Lfence | M::Sfence | M::Mfence => system::nop,
+        M::Nop
+        | M::Pause
+        | M::Wbinvd
+        | M::Invd
+        | M::Clflush
+        | M::Clflushopt
+        | M::Prefetch
+        | M::Prefetchnta
+        | M::Prefetcht0
+        | M::Prefetcht1
+        | M::Prefetcht2
+        | M::Prefetchw
+        | M::Lfence
+        | M::Sfence
+        | M::Mfence => system::nop,
         M::Ud0 | M::Ud1 | M::Ud2 => system::ud2,
         M::Hlt => system::hlt,
         M::Cli => system::cli,
@@ -192,10 +263,12 @@ fn is_string(i: &Instruction) -> bool {
 /// x87 → #NM/#UD, SSE/MMX → #NM/#UD, anything else → #UD counted as unimplemented.
 fn fallback(i: &Instruction) -> Handler {
     let feats = i.cpuid_features();
-    if feats
-        .iter()
-        .any(|f| matches!(f, CpuidFeature::FPU | CpuidFeature::FPU287 | CpuidFeature::FPU387))
-    {
+    if feats.iter().any(|f| {
+        matches!(
+            f,
+            CpuidFeature::FPU | CpuidFeature::FPU287 | CpuidFeature::FPU387
+        )
+    }) {
         system::x87
     } else if feats.iter().any(|f| {
         matches!(

@@ -29,12 +29,14 @@ fn arith<const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let (r, op) = match OP {
         ADD => (a.wrapping_add(b), FlagOp::Add),
         ADC => (
-            a.wrapping_add(b).wrapping_add(u64::from(cpu.state.flags.cf())),
+            a.wrapping_add(b)
+                .wrapping_add(u64::from(cpu.state.flags.cf())),
             FlagOp::Add,
         ),
         SUB | CMP => (a.wrapping_sub(b), FlagOp::Sub),
         SBB => (
-            a.wrapping_sub(b).wrapping_sub(u64::from(cpu.state.flags.cf())),
+            a.wrapping_sub(b)
+                .wrapping_sub(u64::from(cpu.state.flags.cf())),
             FlagOp::Sub,
         ),
         AND | TEST => (a & b, FlagOp::Logic),
@@ -91,7 +93,9 @@ pub fn inc(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let a = read_op(cpu, i, 0)?;
     let r = a.wrapping_add(1) & size_mask(size);
     write_op(cpu, i, 0, r)?;
-    cpu.state.flags.set_lazy(FlagOp::Inc, size as u32 * 8, a, 1, r);
+    cpu.state
+        .flags
+        .set_lazy(FlagOp::Inc, size as u32 * 8, a, 1, r);
     Ok(())
 }
 
@@ -101,7 +105,9 @@ pub fn dec(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let a = read_op(cpu, i, 0)?;
     let r = a.wrapping_sub(1) & size_mask(size);
     write_op(cpu, i, 0, r)?;
-    cpu.state.flags.set_lazy(FlagOp::Dec, size as u32 * 8, a, 1, r);
+    cpu.state
+        .flags
+        .set_lazy(FlagOp::Dec, size as u32 * 8, a, 1, r);
     Ok(())
 }
 
@@ -111,7 +117,9 @@ pub fn neg(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let a = read_op(cpu, i, 0)?;
     let r = 0u64.wrapping_sub(a) & size_mask(size);
     write_op(cpu, i, 0, r)?;
-    cpu.state.flags.set_lazy(FlagOp::Sub, size as u32 * 8, 0, a, r);
+    cpu.state
+        .flags
+        .set_lazy(FlagOp::Sub, size as u32 * 8, 0, a, r);
     Ok(())
 }
 
@@ -173,7 +181,9 @@ pub fn cmpxchg(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         write_op(cpu, i, 0, dest)?;
         cpu.set_gpr_sized(0, size, dest);
     }
-    cpu.state.flags.set_lazy(FlagOp::Sub, size as u32 * 8, acc, dest, r);
+    cpu.state
+        .flags
+        .set_lazy(FlagOp::Sub, size as u32 * 8, acc, dest, r);
     Ok(())
 }
 
@@ -213,7 +223,9 @@ pub fn xadd(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         write_op(cpu, i, 1, a)?;
         write_op(cpu, i, 0, r)?;
     }
-    cpu.state.flags.set_lazy(FlagOp::Add, size as u32 * 8, a, b, r);
+    cpu.state
+        .flags
+        .set_lazy(FlagOp::Add, size as u32 * 8, a, b, r);
     Ok(())
 }
 

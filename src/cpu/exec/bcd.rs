@@ -99,7 +99,9 @@ pub fn aam(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let a = al(cpu);
     let (q, r) = (a / base, a % base);
     cpu.set_gpr_sized(0, 2, u64::from(q) << 8 | u64::from(r));
-    cpu.state.flags.set_arith(ARITH, Flags::szp(8, u64::from(r)));
+    cpu.state
+        .flags
+        .set_arith(ARITH, Flags::szp(8, u64::from(r)));
     Ok(())
 }
 

@@ -27,7 +27,9 @@ const EXT1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29);
 const EXT1_ECX: u32 = 1; // LAHF/SAHF in 64-bit mode
 
 fn text(s: &[u8; 16]) -> [u32; 4] {
-    std::array::from_fn(|k| u32::from_le_bytes([s[4 * k], s[4 * k + 1], s[4 * k + 2], s[4 * k + 3]]))
+    std::array::from_fn(|k| {
+        u32::from_le_bytes([s[4 * k], s[4 * k + 1], s[4 * k + 2], s[4 * k + 3]])
+    })
 }
 
 /// The four registers CPUID returns for `leaf`/`subleaf` on vCPU `id` of `count`.

@@ -61,13 +61,21 @@ fn shift(cpu: &mut Cpu, i: &Instruction, k: Kind) -> Res<()> {
         }
         Kind::Rol => {
             let e = c % bits;
-            let r = if e == 0 { a } else { ((a << e) | (a >> (bits - e))) & m };
+            let r = if e == 0 {
+                a
+            } else {
+                ((a << e) | (a >> (bits - e))) & m
+            };
             let cf = r & 1 != 0;
             (r, cf, msb(r) != cf, false)
         }
         Kind::Ror => {
             let e = c % bits;
-            let r = if e == 0 { a } else { ((a >> e) | (a << (bits - e))) & m };
+            let r = if e == 0 {
+                a
+            } else {
+                ((a >> e) | (a << (bits - e))) & m
+            };
             let cf = msb(r);
             (r, cf, msb(r) != ((r >> (bits - 2)) & 1 != 0), false)
         }

@@ -38,8 +38,17 @@ pub fn string(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         es as u64
     };
     let rep = i.has_rep_prefix() || i.has_repne_prefix();
-    let compare = matches!(mn, Mnemonic::Cmpsb | Mnemonic::Cmpsw | Mnemonic::Cmpsd | Mnemonic::Cmpsq
-        | Mnemonic::Scasb | Mnemonic::Scasw | Mnemonic::Scasd | Mnemonic::Scasq);
+    let compare = matches!(
+        mn,
+        Mnemonic::Cmpsb
+            | Mnemonic::Cmpsw
+            | Mnemonic::Cmpsd
+            | Mnemonic::Cmpsq
+            | Mnemonic::Scasb
+            | Mnemonic::Scasw
+            | Mnemonic::Scasd
+            | Mnemonic::Scasq
+    );
     let src_seg = mem_seg(i);
     let mut done = 0u64;
     loop {
@@ -75,7 +84,9 @@ pub fn string(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
                 let a = cpu.read_seg(src_seg, si, es)?;
                 let b = cpu.read_seg(sreg::ES, di, es)?;
                 let r = a.wrapping_sub(b) & size_mask(es);
-                cpu.state.flags.set_lazy(FlagOp::Sub, es as u32 * 8, a, b, r);
+                cpu.state
+                    .flags
+                    .set_lazy(FlagOp::Sub, es as u32 * 8, a, b, r);
                 adv_si = true;
                 adv_di = true;
             }
@@ -83,7 +94,9 @@ pub fn string(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
                 let a = cpu.state.gpr[0] & size_mask(es);
                 let b = cpu.read_seg(sreg::ES, di, es)?;
                 let r = a.wrapping_sub(b) & size_mask(es);
-                cpu.state.flags.set_lazy(FlagOp::Sub, es as u32 * 8, a, b, r);
+                cpu.state
+                    .flags
+                    .set_lazy(FlagOp::Sub, es as u32 * 8, a, b, r);
                 adv_di = true;
             }
             Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd => {

@@ -132,13 +132,11 @@ pub fn sahf(cpu: &mut Cpu, _i: &Instruction) -> Res<()> {
 impl Cpu {
     /// #GP(0) unless port I/O to `port..port+size` is allowed (IOPL, then the TSS bitmap).
     pub(crate) fn io_allowed(&mut self, port: u16, size: usize) -> Res<()> {
-        if !self.state.protected() || (!self.state.v86() && self.state.cpl() <= self.state.iopl())
-        {
+        if !self.state.protected() || (!self.state.v86() && self.state.cpl() <= self.state.iopl()) {
             return Ok(());
         }
         let tr = self.state.tr;
-        if tr.unusable || (tr.type_ & 0x7) != 0x1 && (tr.type_ & 0x7) != 0x3 || tr.type_ & 8 == 0
-        {
+        if tr.unusable || (tr.type_ & 0x7) != 0x1 && (tr.type_ & 0x7) != 0x3 || tr.type_ & 8 == 0 {
             return Err(gp(0));
         }
         if tr.limit < 0x67 {
@@ -341,7 +339,8 @@ fn write_cr4(cpu: &mut Cpu, v: u64) -> Res<()> {
 /// MOV to or from DR0-DR7 (stored; breakpoints are not armed).
 pub fn mov_dr(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     need_cpl0(cpu)?;
-    let is_dr = |r: Register| (Register::DR0 as usize..=Register::DR15 as usize).contains(&(r as usize));
+    let is_dr =
+        |r: Register| (Register::DR0 as usize..=Register::DR15 as usize).contains(&(r as usize));
     if is_dr(i.op0_register()) {
         let n = i.op0_register().number();
         if n > 7 {
@@ -569,11 +568,7 @@ pub fn lar_lsl(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
 
 /// The descriptor for `sel` if it exists and the privilege rules of LAR/LSL/VERR/VERW let the
 /// current code see it; `sys_ok` says which system types qualify.
-fn visible_desc(
-    cpu: &mut Cpu,
-    sel: u16,
-    sys_ok: impl Fn(u8, bool) -> bool,
-) -> Res<Option<u64>> {
+fn visible_desc(cpu: &mut Cpu, sel: u16, sys_ok: impl Fn(u8, bool) -> bool) -> Res<Option<u64>> {
     if sel & !3 == 0 || cpu.desc_addr(sel, 8).is_err() {
         return Ok(None);
     }

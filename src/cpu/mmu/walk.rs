@@ -186,9 +186,7 @@ impl Cpu {
             }
         }
 
-        let denied = (user && !us_all)
-            || (write && !rw_all && (user || wp))
-            || (fetch && nx_any);
+        let denied = (user && !us_all) || (write && !rw_all && (user || wp)) || (fetch && nx_any);
         if denied {
             return fault(self, pfec::PRESENT);
         }

@@ -45,7 +45,13 @@ macro_rules! host {
 
 macro_rules! case {
     ($insn:literal, $u:expr, $bits:expr, |$a:ident| $g:expr) => {
-        ($insn, host!($insn), (|$a: &mut CodeAssembler| $g) as GuestFn, $u, $bits)
+        (
+            $insn,
+            host!($insn),
+            (|$a: &mut CodeAssembler| $g) as GuestFn,
+            $u,
+            $bits,
+        )
     };
 }
 
@@ -108,7 +114,11 @@ fn check(cases: &[(&str, HostFn, GuestFn, Undef, u32)], shifts: bool) {
             for &b in &seconds {
                 for cf_in in [0u64, CF | ZF | AF] {
                     let fl_in = 2 | cf_in;
-                    let (c, bv) = if shifts { (b, 0x5555_aaaa_0f0f_f0f0) } else { (0, b) };
+                    let (c, bv) = if shifts {
+                        (b, 0x5555_aaaa_0f0f_f0f0)
+                    } else {
+                        (0, b)
+                    };
                     let (hr, hf) = host(a, bv, c, fl_in);
                     g.write_u64(data, a);
                     g.write_u64(data + 8, bv);
@@ -224,9 +234,10 @@ fn shifts_and_rotates_match_host() {
         case!("rcl eax, cl", Undef::Rotate, 32, |a| a.rcl(eax, cl)),
         case!("rcr ax, cl", Undef::Rotate, 16, |a| a.rcr(ax, cl)),
         case!("rcr rax, cl", Undef::Rotate, 64, |a| a.rcr(rax, cl)),
-        case!("shld eax, edx, cl", Undef::Shift, 32, |a| a.shld(eax, edx, cl)),
-        case!("shrd rax, rdx, cl", Undef::Shift, 64, |a| a.shrd(rax, rdx, cl)),
+        case!("shld eax, edx, cl", Undef::Shift, 32, |a| a
+            .shld(eax, edx, cl)),
+        case!("shrd rax, rdx, cl", Undef::Shift, 64, |a| a
+            .shrd(rax, rdx, cl)),
     ];
     check(&cases, true);
 }
-

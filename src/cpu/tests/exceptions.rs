@@ -74,9 +74,9 @@ fn page_fault_error_codes_and_cr2() {
     // PD entry 3 (6-8 MiB) not present; entry 2 (4-6 MiB) read-only with CR0.WP;
     // entry 1 holds the page tables themselves: make entry 5 no-execute.
     let cases: [(u64, u8, u64); 4] = [
-        (0x60_0010, 0, 0x0), // read, not present
-        (0x60_0020, 1, 0x2), // write, not present
-        (0x40_0030, 1, 0x3), // write, present, read-only
+        (0x60_0010, 0, 0x0),  // read, not present
+        (0x60_0020, 1, 0x2),  // write, not present
+        (0x40_0030, 1, 0x3),  // write, present, read-only
         (0xa0_0000, 2, 0x11), // fetch from an NX page
     ];
     for (addr, kind, code) in cases {
@@ -241,7 +241,11 @@ fn external_interrupt_waits_for_if_and_sti_shadow() {
     gate64(&mut g, 0x40, HANDLERS + 0x800, 0, true);
     g.cpu.raise_external(0x40);
     assert_eq!(g.run(), CpuExit::Halt);
-    assert_eq!(g.gpr(15), 6, "delivered right after the instruction following STI");
+    assert_eq!(
+        g.gpr(15),
+        6,
+        "delivered right after the instruction following STI"
+    );
     assert_eq!(g.cpu.pending_external(), None);
 }
 

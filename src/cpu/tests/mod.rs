@@ -168,7 +168,10 @@ impl Guest {
 }
 
 /// Assemble with a CodeAssembler of `bits` at `CODE`.
-pub fn asm(bits: u32, f: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>) -> Vec<u8> {
+pub fn asm(
+    bits: u32,
+    f: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>,
+) -> Vec<u8> {
     let mut a = CodeAssembler::new(bits).unwrap();
     f(&mut a).unwrap();
     a.assemble(CODE).unwrap()

@@ -68,7 +68,11 @@ fn real_to_protected_to_long_mode() {
     g.write(CODE + 0x200, &long);
     assert_eq!(g.run(), CpuExit::Halt);
     let s = &g.cpu.state;
-    assert!(s.mode64(), "in 64-bit mode: {:?}", s.to_vcpu_state().mode_name());
+    assert!(
+        s.mode64(),
+        "in 64-bit mode: {:?}",
+        s.to_vcpu_state().mode_name()
+    );
     assert_eq!(s.efer & 0x500, 0x500, "LME and LMA");
     assert_eq!(g.gpr(3), 0x1234_5678_9abc_def0);
     assert_eq!(g.gpr(4), 0x8_0000);
@@ -82,9 +86,13 @@ fn legacy_paging_with_4m_pages_and_pae() {
     let pd = 0x30_0000u64;
     let pt = 0x30_1000u64;
     g.ram.write_obj(0x87u32, GuestAddress(pd)).unwrap();
-    g.ram.write_obj((pt as u32) | 7, GuestAddress(pd + 4)).unwrap();
+    g.ram
+        .write_obj((pt as u32) | 7, GuestAddress(pd + 4))
+        .unwrap();
     g.ram.write_obj(0x3007u32, GuestAddress(pt)).unwrap();
-    g.ram.write_obj(0xdead_beefu32, GuestAddress(0x3000)).unwrap();
+    g.ram
+        .write_obj(0xdead_beefu32, GuestAddress(0x3000))
+        .unwrap();
     let code = asm(32, |a| {
         a.mov(eax, pd as u32)?;
         a.mov(cr3, eax)?;
@@ -110,7 +118,9 @@ fn legacy_paging_with_4m_pages_and_pae() {
     g.write_u64(pd, 0x83);
     g.write_u64(pd + 8, pt | 3);
     g.write_u64(pt + 8, 0x3003);
-    g.ram.write_obj(0x1234_5678u32, GuestAddress(0x3000)).unwrap();
+    g.ram
+        .write_obj(0x1234_5678u32, GuestAddress(0x3000))
+        .unwrap();
     let code = asm(32, |a| {
         a.mov(eax, pdpt as u32)?;
         a.mov(cr3, eax)?;

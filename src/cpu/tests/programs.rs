@@ -23,7 +23,10 @@ fn long_mode_loop_and_out() {
     g.set_long(&code);
     assert_eq!(g.run(), CpuExit::Halt);
     assert_eq!(g.gpr(0), 5050);
-    assert_eq!(*g.io.pio.lock().unwrap(), vec![(0x3f8, vec![5050u64 as u8])]);
+    assert_eq!(
+        *g.io.pio.lock().unwrap(),
+        vec![(0x3f8, vec![5050u64 as u8])]
+    );
     assert_eq!(g.stats.get(0, ExitReason::PioWrite), 1);
     assert_eq!(g.stats.get(0, ExitReason::Halt), 1);
     assert_eq!(g.stats.instructions(0), 2 + 300 + 3);
@@ -143,7 +146,11 @@ fn mul_div_and_divide_error() {
     assert_eq!(g.gpr(11) as i64, -1);
     assert_eq!(g.gpr(12) as u32 as i32, -15);
     assert_eq!(g.gpr(0) as u32 as i32, -21);
-    assert_eq!(exit, CpuExit::Shutdown, "#DE with an empty IDT triple-faults");
+    assert_eq!(
+        exit,
+        CpuExit::Shutdown,
+        "#DE with an empty IDT triple-faults"
+    );
 }
 
 #[test]
