@@ -97,7 +97,7 @@ pub fn mask(bits: u32) -> u64 {
 
 #[inline]
 fn parity(v: u64) -> bool {
-    (v as u8).count_ones() % 2 == 0
+    (v as u8).count_ones().is_multiple_of(2)
 }
 
 impl Flags {

@@ -32,7 +32,7 @@ pub fn daa(cpu: &mut Cpu, _i: &Instruction) -> Res<()> {
         ncf = true;
     }
     set_al(cpu, a);
-    let f = Flags::szp(8, u64::from(a)) | u64::from(ncf) * CF | u64::from(naf) * AF;
+    let f = Flags::szp(8, u64::from(a)) | (u64::from(ncf) * CF) | (u64::from(naf) * AF);
     cpu.state.flags.set_arith(ARITH, f);
     Ok(())
 }
@@ -54,7 +54,7 @@ pub fn das(cpu: &mut Cpu, _i: &Instruction) -> Res<()> {
         ncf = true;
     }
     set_al(cpu, a);
-    let f = Flags::szp(8, u64::from(a)) | u64::from(ncf) * CF | u64::from(naf) * AF;
+    let f = Flags::szp(8, u64::from(a)) | (u64::from(ncf) * CF) | (u64::from(naf) * AF);
     cpu.state.flags.set_arith(ARITH, f);
     Ok(())
 }

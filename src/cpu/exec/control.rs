@@ -378,9 +378,8 @@ fn null_outer_data(cpu: &mut Cpu, cpl: u8) {
         let s = &cpu.state.seg[seg];
         let conforming_code = s.type_ & 0xc == 0xc;
         if !s.unusable && !conforming_code && s.dpl < cpl {
-            let sel = s.selector;
             let base = s.base;
-            cpu.state.seg[seg] = crate::cpu::descriptor::null_segment(sel & 0);
+            cpu.state.seg[seg] = crate::cpu::descriptor::null_segment(0);
             if cpu.state.mode64() && seg >= sreg::FS {
                 cpu.state.seg[seg].base = base;
             }

@@ -214,8 +214,9 @@ pub fn swapgs(cpu: &mut Cpu, _i: &Instruction) -> Res<()> {
         return Err(ud());
     }
     need_cpl0(cpu)?;
-    let k = cpu.state.msr.kernel_gs_base;
-    cpu.state.msr.kernel_gs_base = cpu.state.seg[sreg::GS].base;
-    cpu.state.seg[sreg::GS].base = k;
+    std::mem::swap(
+        &mut cpu.state.msr.kernel_gs_base,
+        &mut cpu.state.seg[sreg::GS].base,
+    );
     Ok(())
 }

@@ -107,7 +107,7 @@ fn shift(cpu: &mut Cpu, i: &Instruction, k: Kind) -> Res<()> {
         }
     };
     write_op(cpu, i, 0, r)?;
-    let fl = u64::from(cf) * CF | u64::from(of) * OF;
+    let fl = (u64::from(cf) * CF) | (u64::from(of) * OF);
     if arith {
         cpu.state
             .flags
@@ -168,7 +168,7 @@ fn double(cpu: &mut Cpu, i: &Instruction, left: bool) -> Res<()> {
     };
     write_op(cpu, i, 0, r)?;
     let of = ((r ^ d) >> (bits - 1)) & 1 != 0;
-    let fl = u64::from(cf) * CF | u64::from(of) * OF | Flags::szp(bits, r);
+    let fl = (u64::from(cf) * CF) | (u64::from(of) * OF) | Flags::szp(bits, r);
     cpu.state.flags.set_arith(ARITH, fl);
     Ok(())
 }
