@@ -5,6 +5,7 @@ mod alu_flags;
 mod exceptions;
 mod modes;
 mod programs;
+mod system;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};

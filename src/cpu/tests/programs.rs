@@ -199,3 +199,28 @@ fn kick_interrupts_an_endless_loop() {
     assert_eq!(g.cpu.run(&kick), CpuExit::Interrupted);
     t.join().unwrap();
 }
+
+/// Throughput of a tight integer loop (run with `--ignored --nocapture`; meaningful only in an
+/// optimised build).
+#[test]
+#[ignore]
+fn tight_loop_mips() {
+    let mut g = Guest::new();
+    let code = asm(64, |a| {
+        a.mov(ecx, 10_000_000u32)?;
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.add(rax, rcx)?;
+        a.xor(rbx, rax)?;
+        a.mov(qword_ptr(0x3000), rbx)?;
+        a.dec(rcx)?;
+        a.jnz(top)?;
+        a.hlt()
+    });
+    g.set_long(&code);
+    let t = std::time::Instant::now();
+    assert_eq!(g.run(), CpuExit::Halt);
+    let dt = t.elapsed().as_secs_f64();
+    let n = g.stats.instructions(0) as f64;
+    println!("{n} instructions in {dt:.3} s: {:.1} MIPS", n / dt / 1e6);
+}
