@@ -47,7 +47,7 @@ fn ring3_to_ring0_through_32bit_idt_and_io_bitmap() {
         a.iretd()
     });
     g.set_flat32(&kernel);
-    let mut in_at = 0;
+    let in_at;
     let user = {
         let mut a = CodeAssembler::new(32).unwrap();
         a.out(0x80, al).unwrap();
