@@ -255,11 +255,6 @@ fn far_jump(cpu: &mut Cpu, sel: u16, off: u64, is_call: bool, push_size: usize) 
         }
         let td = cpu.read_desc(tsel)?;
         let ts = segment_from_desc(tsel, td);
-        if ts.type_ & 4 == 0 && ts.dpl < cpl {
-            // Inner-privilege calls through gates (stack switch) are not supported yet.
-            return Err(gp(u32::from(tsel & !3)));
-        }
-        let cs = check_code(cpu, tsel, td)?;
         let size = if long {
             8
         } else if typ == 0xc {
@@ -267,6 +262,17 @@ fn far_jump(cpu: &mut Cpu, sel: u16, off: u64, is_call: bool, push_size: usize) 
         } else {
             2
         };
+        if ts.s && ts.type_ & 0xc == 0x8 && ts.dpl < cpl {
+            if !is_call {
+                return Err(gp(u32::from(tsel & !3)));
+            }
+            if !ts.present {
+                return Err(np(u32::from(tsel & !3)));
+            }
+            let params = if long { 0 } else { (d >> 32) & 0x1f };
+            return call_gate_inner(cpu, ts, toff, size, params, old_cs, ret);
+        }
+        let cs = check_code(cpu, tsel, td)?;
         (cs, toff, size)
     };
     if is_call {
@@ -284,6 +290,92 @@ fn far_jump(cpu: &mut Cpu, sel: u16, off: u64, is_call: bool, push_size: usize) 
     }
     cpu.state.seg[sreg::CS] = cs;
     cpu.next_rip = target;
+    cpu.stop_block = true;
+    Ok(())
+}
+
+/// CALL through a call gate to a more privileged non-conforming code segment: switch to the
+/// stack the TSS gives for the new CPL, copy `params` stack parameters (legacy gates), push the
+/// caller's SS:ESP and CS:EIP there.
+fn call_gate_inner(
+    cpu: &mut Cpu,
+    mut cs: Segment,
+    target: u64,
+    size: usize,
+    params: u64,
+    old_cs: u64,
+    ret: u64,
+) -> Res<()> {
+    let new_cpl = cs.dpl;
+    let long = cpu.state.long_mode();
+    let old_ss = cpu.state.seg[sreg::SS];
+    let old_sp = cpu.state.gpr[4];
+    let (new_ss, mut sp) = if long {
+        let rsp = cpu.tss_read(4 + 8 * u64::from(new_cpl), 8)?;
+        let mut n = crate::cpu::descriptor::null_segment(u16::from(new_cpl));
+        n.dpl = new_cpl;
+        (n, rsp)
+    } else {
+        let (esp, ss_sel) = if cpu.state.tr.type_ & 8 != 0 {
+            let o = 4 + 8 * u64::from(new_cpl);
+            (cpu.tss_read(o, 4)?, cpu.tss_read(o + 4, 2)? as u16)
+        } else {
+            let o = 2 + 4 * u64::from(new_cpl);
+            (cpu.tss_read(o, 2)?, cpu.tss_read(o + 2, 2)? as u16)
+        };
+        let err = u32::from(ss_sel & !3);
+        if ss_sel & !3 == 0 {
+            return Err(crate::cpu::fault::ts(err));
+        }
+        let d = cpu.read_desc(ss_sel)?;
+        let s = segment_from_desc(ss_sel, d);
+        if (ss_sel & 3) as u8 != new_cpl || s.dpl != new_cpl || !s.s || s.type_ & 0xa != 2 {
+            return Err(crate::cpu::fault::ts(err));
+        }
+        if !s.present {
+            return Err(ss(err));
+        }
+        (s, esp)
+    };
+    let mut frame = vec![u64::from(old_ss.selector), old_sp];
+    for k in (0..params).rev() {
+        let off = old_sp.wrapping_add(k * size as u64);
+        let off = if old_ss.db {
+            off & 0xffff_ffff
+        } else {
+            off & 0xffff
+        };
+        frame.push(cpu.read_seg(sreg::SS, off, size)?);
+    }
+    frame.push(old_cs);
+    frame.push(ret);
+    let mask: u64 = if long {
+        u64::MAX
+    } else if new_ss.db {
+        0xffff_ffff
+    } else {
+        0xffff
+    };
+    for v in frame {
+        sp = sp.wrapping_sub(size as u64) & mask;
+        let lin = if long {
+            sp
+        } else {
+            new_ss.base.wrapping_add(sp)
+        };
+        cpu.write_sys(lin, size, v)?;
+    }
+    cs.selector = (cs.selector & !3) | u16::from(new_cpl);
+    cs.type_ |= 1;
+    let in64 = long && cs.l;
+    cpu.state.seg[sreg::CS] = cs;
+    cpu.state.seg[sreg::SS] = new_ss;
+    cpu.state.gpr[4] = if long || new_ss.db {
+        sp
+    } else {
+        (cpu.state.gpr[4] & !0xffff) | sp
+    };
+    cpu.next_rip = if in64 { target } else { target & 0xffff_ffff };
     cpu.stop_block = true;
     Ok(())
 }

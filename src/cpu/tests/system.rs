@@ -371,3 +371,54 @@ fn enter_leave_pusha_popa() {
     assert_eq!((g.gpr(0), g.gpr(1)), (1, 2));
     assert_eq!(g.gpr(4), 0x8_0000);
 }
+
+#[test]
+fn call_gate_to_inner_privilege_with_parameter() {
+    let mut g = Guest::new();
+    let user_eip = CODE + 0x200;
+    let kernel = asm(32, |a| {
+        a.mov(ax, 0x40u32)?;
+        a.ltr(ax)?;
+        a.push(0x33)?;
+        a.push(0x7000)?;
+        a.push(0x2)?;
+        a.push(0x3b)?;
+        a.push(user_eip as i32)?;
+        a.iretd()
+    });
+    g.set_flat32(&kernel);
+    let mut user = asm(32, |a| {
+        a.push(0x99)?;
+        Ok(())
+    });
+    user.extend_from_slice(&[0x9a, 0, 0, 0, 0, 0x4b, 0]); // call far 0x4b:0 (gate, RPL 3)
+    user.extend_from_slice(&[0x89, 0xe7, 0xeb, 0xfe]); // mov edi, esp; jmp $
+    g.write(user_eip, &user);
+    let target = CODE + 0x400;
+    let callee = at(32, target, |a| {
+        a.mov(esi, esp)?;
+        a.mov(ebx, dword_ptr(esp + 8))?;
+        a.mov(ecx, dword_ptr(esp + 4))?;
+        a.retf_1(4)
+    });
+    g.write(target, &callee);
+    g.write_u64(GDT + 0x38, 0x00cf_fb00_0000_ffff);
+    g.write_u64(GDT + 0x40, sys_desc(TSS, 0x67, 0x89));
+    let gate =
+        (target & 0xffff) | 0x18 << 16 | 1 << 32 | 0xec << 40 | ((target >> 16) & 0xffff) << 48;
+    g.write_u64(GDT + 0x48, gate);
+    g.ram.write_obj(0x9000u32, GuestAddress(TSS + 4)).unwrap();
+    g.ram.write_obj(0x10u32, GuestAddress(TSS + 8)).unwrap();
+    g.cpu.state.gdtr.limit = 0x4f;
+    let kick = AtomicBool::new(false);
+    assert_eq!(g.cpu.run_limited(&kick, 1000), CpuExit::Interrupted);
+    assert_eq!(g.gpr(6), 0x9000 - 20, "inner stack from the TSS");
+    assert_eq!(g.gpr(3), 0x99, "parameter copied");
+    assert_eq!(g.gpr(1), 0x3b, "caller CS");
+    assert_eq!(
+        g.gpr(7),
+        0x7000,
+        "back on the user stack, parameter released"
+    );
+    assert_eq!(g.cpu.state.cpl(), 3);
+}
