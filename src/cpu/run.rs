@@ -10,6 +10,10 @@ use super::fault::Fault;
 use super::flags::IF;
 use super::Cpu;
 
+/// Retired instructions are added to the shared counters in batches of at least this many
+/// (and whenever `run` returns), so counting costs nothing measurable.
+const REPORT_EVERY: u64 = 4096;
+
 /// Why [`Cpu::run`] returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CpuExit {
@@ -34,8 +38,21 @@ impl Cpu {
     /// deterministic instruction-count clock later).
     pub fn run_limited(&mut self, kick: &AtomicBool, budget: u64) -> CpuExit {
         let mut executed = 0u64;
+        let mut unreported = 0u64;
+        let exit = self.run_inner(kick, budget, &mut executed, &mut unreported);
+        self.stats.add_instructions(self.id, unreported);
+        exit
+    }
+
+    fn run_inner(
+        &mut self,
+        kick: &AtomicBool,
+        budget: u64,
+        executed: &mut u64,
+        unreported: &mut u64,
+    ) -> CpuExit {
         loop {
-            if executed >= budget {
+            if *executed >= budget {
                 return CpuExit::Interrupted;
             }
             if kick.load(Ordering::Relaxed) {
@@ -59,7 +76,7 @@ impl Cpu {
                     Err(exit) => return exit,
                 },
             };
-            let room = usize::try_from(budget - executed).unwrap_or(usize::MAX);
+            let room = usize::try_from(budget - *executed).unwrap_or(usize::MAX);
             let limit = if inhibit {
                 1
             } else {
@@ -94,8 +111,12 @@ impl Cpu {
             }
             self.stop_block = false;
             self.state.tsc = self.state.tsc.wrapping_add(retired);
-            self.stats.add_instructions(self.id, retired);
-            executed += retired.max(1);
+            *unreported += retired;
+            if *unreported >= REPORT_EVERY {
+                self.stats.add_instructions(self.id, *unreported);
+                *unreported = 0;
+            }
+            *executed += retired.max(1);
             if let Err(exit) = result {
                 return exit;
             }

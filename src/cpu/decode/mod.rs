@@ -75,12 +75,22 @@ impl Hasher for KeyHasher {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
+/// Entries in the direct-mapped lookup cache in front of the hash map.
+const FAST_SIZE: usize = 4096;
+
 /// The block cache with its per-page index and code bitmap.
 #[derive(Default)]
 pub struct BlockCache {
     map: FastMap<Key, Arc<Block>>,
     pages: FastMap<u64, Vec<Key>>,
     bitmap: Vec<u64>,
+    /// Direct-mapped front cache: most block lookups end here without hashing.
+    fast: Vec<Option<(Key, Arc<Block>)>>,
+}
+
+#[inline]
+fn fast_index(k: &Key) -> usize {
+    ((k.phys ^ (k.rip << 7) ^ (k.rip >> 5)) as usize) & (FAST_SIZE - 1)
 }
 
 impl BlockCache {
@@ -89,6 +99,7 @@ impl BlockCache {
         let pages = (last_addr >> 12) as usize + 1;
         BlockCache {
             bitmap: vec![0; pages.div_ceil(64)],
+            fast: vec![None; FAST_SIZE],
             ..BlockCache::default()
         }
     }
@@ -104,8 +115,18 @@ impl BlockCache {
 
     /// A cached block.
     #[inline]
-    pub fn get(&self, key: &Key) -> Option<&Arc<Block>> {
-        self.map.get(key)
+    pub fn get(&mut self, key: &Key) -> Option<Arc<Block>> {
+        let idx = fast_index(key);
+        if let Some(Some((k, b))) = self.fast.get(idx) {
+            if k == key {
+                return Some(b.clone());
+            }
+        }
+        let b = self.map.get(key)?.clone();
+        if let Some(slot) = self.fast.get_mut(idx) {
+            *slot = Some((*key, b.clone()));
+        }
+        Some(b)
     }
 
     /// Cache a block; returns false (not cached) if its page is outside the bitmap.
@@ -130,6 +151,11 @@ impl BlockCache {
         if let Some(keys) = self.pages.remove(&page) {
             for k in keys {
                 self.map.remove(&k);
+                if let Some(slot) = self.fast.get_mut(fast_index(&k)) {
+                    if slot.as_ref().is_some_and(|(fk, _)| *fk == k) {
+                        *slot = None;
+                    }
+                }
             }
         }
         let p = (page >> 12) as usize;
@@ -143,6 +169,7 @@ impl BlockCache {
         self.map.clear();
         self.pages.clear();
         self.bitmap.fill(0);
+        self.fast.fill(None);
     }
 
     /// Number of cached blocks.
@@ -178,7 +205,7 @@ impl Cpu {
             bits: bits as u8,
         };
         if let Some(b) = self.blocks.get(&key) {
-            return Ok(b.clone());
+            return Ok(b);
         }
         let block = match host {
             Some(page) => {
