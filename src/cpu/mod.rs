@@ -1,2 +1,139 @@
 //! The software x86-64 CPU: decode cache, interpreter, MMU and exceptions. It reaches the
 //! outside only through the seam types in `crate::accel`.
+//!
+//! A [`Cpu`] owns its architectural state ([`state::CpuState`]), a software TLB, and a block
+//! cache; it borrows guest RAM (`Arc<GuestRam>`), the machine's [`IoHandler`] and the shared
+//! [`ExitStats`]. [`Cpu::run`] executes blocks until HLT, a kick, a shutdown or a fatal
+//! condition. External interrupts come in through [`Cpu::raise_external`].
+//!
+//! Layout: `state`/`flags` (registers), `mmu/` (segmentation, paging, TLB), `decode/` (block
+//! cache, handler table), `exec/` (semantics by instruction family), `exception`/`interrupt`
+//! (event delivery), `descriptor` (GDT/LDT/TSS), `run` (the block loop).
+
+pub mod decode;
+pub mod descriptor;
+pub mod exception;
+pub mod exec;
+pub mod fault;
+pub mod flags;
+pub mod interrupt;
+pub mod mmu;
+pub mod run;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use vm_memory::GuestMemoryBackend;
+
+use self::decode::BlockCache;
+use self::mmu::tlb::Tlb;
+use self::state::CpuState;
+use crate::accel::{ExitStats, GuestRam, IoHandler};
+
+pub use run::CpuExit;
+
+/// One software vCPU.
+pub struct Cpu {
+    /// Architectural state.
+    pub state: CpuState,
+    pub(crate) ram: Arc<GuestRam>,
+    pub(crate) io: Arc<dyn IoHandler>,
+    pub(crate) stats: Arc<ExitStats>,
+    pub(crate) id: usize,
+    pub(crate) tlb: Tlb,
+    pub(crate) blocks: BlockCache,
+    /// RIP of the next instruction, set before each semantics call; branches overwrite it.
+    pub(crate) next_rip: u64,
+    /// End the current block after this instruction (mode change, SMC, STI...).
+    pub(crate) stop_block: bool,
+    /// Interrupts are inhibited for one instruction (after STI or MOV/POP SS).
+    pub(crate) shadow: bool,
+    /// The CPU is halted (HLT) until an interrupt.
+    pub halted: bool,
+    pending_external: Option<u8>,
+    pending_nmi: bool,
+    /// Instructions that raised #UD because they are not implemented (not invalid encodings).
+    pub unimplemented: u64,
+    /// The last unimplemented mnemonic seen, for reports.
+    pub last_unimplemented: Option<iced_x86::Mnemonic>,
+    /// Number of vCPUs in the machine (CPUID topology).
+    pub cpu_count: usize,
+}
+
+impl Cpu {
+    /// A CPU in the RESET state over `ram`, serving I/O through `io`, counting into `stats`.
+    pub fn new(
+        id: usize,
+        ram: Arc<GuestRam>,
+        io: Arc<dyn IoHandler>,
+        stats: Arc<ExitStats>,
+    ) -> Self {
+        let last = ram.last_addr().0;
+        Cpu {
+            state: CpuState::default(),
+            ram,
+            io,
+            stats,
+            id,
+            tlb: Tlb::default(),
+            blocks: BlockCache::new(last),
+            next_rip: 0,
+            stop_block: false,
+            shadow: false,
+            halted: false,
+            pending_external: None,
+            pending_nmi: false,
+            unimplemented: 0,
+            last_unimplemented: None,
+            cpu_count: 1,
+        }
+    }
+
+    /// The vCPU index.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Replace the architectural state (boot, reset, restore): TLB and halt state are reset.
+    pub fn set_state(&mut self, s: CpuState) {
+        self.state = s;
+        self.tlb.flush_all();
+        self.halted = false;
+        self.shadow = false;
+    }
+
+    /// Request external interrupt `vector` (from the interrupt controller). It is delivered at
+    /// the next instruction boundary where RFLAGS.IF = 1 and no STI/MOV SS shadow is active,
+    /// and wakes a halted CPU then. Only one vector is latched (like the INTR pin with its
+    /// INTA cycle): a second call before delivery replaces the first.
+    pub fn raise_external(&mut self, vector: u8) {
+        self.pending_external = Some(vector);
+    }
+
+    /// The latched external interrupt not yet delivered, if any.
+    pub fn pending_external(&self) -> Option<u8> {
+        self.pending_external
+    }
+
+    /// Request an NMI (delivered at the next instruction boundary regardless of IF).
+    pub fn raise_nmi(&mut self) {
+        self.pending_nmi = true;
+    }
+
+    /// Number of blocks in the decode cache (tests, statistics).
+    pub fn cached_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+}
+
+impl Cpu {
+    /// Drop all translated code and TLB entries: call after writing guest code behind the CPU's
+    /// back (image loading, DMA into code pages).
+    pub fn invalidate_code(&mut self) {
+        self.blocks.clear();
+        self.tlb.flush_all();
+    }
+}

@@ -1,0 +1,280 @@
+//! Decode once: guest code decoded with iced-x86 into blocks, cached by guest-physical address.
+//!
+//! A block starts at some RIP, ends after a control-flow instruction, an instruction that may
+//! change how the following code must be decoded or run (mode, paging, interrupt flag), at the
+//! end of its 4 KiB page, or after [`MAX_BLOCK`] instructions. Every decoded instruction carries
+//! the semantics function chosen once by [`table::handler_for`], so the run loop calls through a
+//! pointer with no opcode dispatch. The cache key is (physical address, RIP, code size), so a
+//! block stays valid whatever the segment base or linear alias it is reached through.
+//! A per-page bitmap tells the write path which physical pages hold translated code.
+
+pub mod table;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use iced_x86::Instruction;
+
+use super::fault::Res;
+use super::Cpu;
+
+/// Maximum instructions per block.
+pub const MAX_BLOCK: usize = 64;
+/// The cache is dropped wholesale past this many blocks (simple, bounded memory).
+const MAX_BLOCKS: usize = 1 << 16;
+
+/// A semantics function: executes one decoded instruction on the CPU.
+pub type Handler = fn(&mut Cpu, &Instruction) -> Res<()>;
+
+/// One decoded instruction and its semantics.
+pub struct DecodedInsn {
+    /// The iced-x86 decoding (operands, prefixes, length, absolute branch targets).
+    pub insn: Instruction,
+    /// Its semantics.
+    pub handler: Handler,
+}
+
+/// A straight-line run of decoded instructions.
+pub struct Block {
+    /// The instructions, the last one possibly a branch.
+    pub insns: Vec<DecodedInsn>,
+}
+
+/// Cache key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// Guest-physical address of the first byte.
+    pub phys: u64,
+    /// RIP at the first instruction (branch targets are decoded as absolute addresses).
+    pub rip: u64,
+    /// Code size: 16, 32 or 64.
+    pub bits: u8,
+}
+
+/// A cheap multiplicative hasher for [`Key`]s.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+/// Entries in the direct-mapped lookup cache in front of the hash map.
+const FAST_SIZE: usize = 4096;
+
+/// The block cache with its per-page index and code bitmap.
+#[derive(Default)]
+pub struct BlockCache {
+    map: FastMap<Key, Arc<Block>>,
+    pages: FastMap<u64, Vec<Key>>,
+    bitmap: Vec<u64>,
+    /// Direct-mapped front cache: most block lookups end here without hashing.
+    fast: Vec<Option<(Key, Arc<Block>)>>,
+}
+
+#[inline]
+fn fast_index(k: &Key) -> usize {
+    ((k.phys ^ (k.rip << 7) ^ (k.rip >> 5)) as usize) & (FAST_SIZE - 1)
+}
+
+impl BlockCache {
+    /// A cache for guest RAM up to `last_addr`.
+    pub fn new(last_addr: u64) -> Self {
+        let pages = (last_addr >> 12) as usize + 1;
+        BlockCache {
+            bitmap: vec![0; pages.div_ceil(64)],
+            fast: vec![None; FAST_SIZE],
+            ..BlockCache::default()
+        }
+    }
+
+    /// Does physical frame `phys` hold translated code?
+    #[inline]
+    pub fn is_code_page(&self, phys: u64) -> bool {
+        let page = (phys >> 12) as usize;
+        self.bitmap
+            .get(page / 64)
+            .is_some_and(|w| w & (1 << (page % 64)) != 0)
+    }
+
+    /// A cached block.
+    #[inline]
+    pub fn get(&mut self, key: &Key) -> Option<Arc<Block>> {
+        let idx = fast_index(key);
+        if let Some(Some((k, b))) = self.fast.get(idx) {
+            if k == key {
+                return Some(b.clone());
+            }
+        }
+        let b = self.map.get(key)?.clone();
+        if let Some(slot) = self.fast.get_mut(idx) {
+            *slot = Some((*key, b.clone()));
+        }
+        Some(b)
+    }
+
+    /// Cache a block; returns false (not cached) if its page is outside the bitmap.
+    pub fn insert(&mut self, key: Key, block: Arc<Block>) -> bool {
+        let page = (key.phys >> 12) as usize;
+        let Some(word) = self.bitmap.get_mut(page / 64) else {
+            return false;
+        };
+        *word |= 1 << (page % 64);
+        if self.map.len() >= MAX_BLOCKS {
+            self.clear();
+            return self.insert(key, block);
+        }
+        self.map.insert(key, block);
+        self.pages.entry(key.phys & !0xfff).or_default().push(key);
+        true
+    }
+
+    /// Drop every block on physical frame `phys`.
+    pub fn invalidate_page(&mut self, phys: u64) {
+        let page = phys & !0xfff;
+        if let Some(keys) = self.pages.remove(&page) {
+            for k in keys {
+                self.map.remove(&k);
+                if let Some(slot) = self.fast.get_mut(fast_index(&k)) {
+                    if slot.as_ref().is_some_and(|(fk, _)| *fk == k) {
+                        *slot = None;
+                    }
+                }
+            }
+        }
+        let p = (page >> 12) as usize;
+        if let Some(w) = self.bitmap.get_mut(p / 64) {
+            *w &= !(1 << (p % 64));
+        }
+    }
+
+    /// Drop everything.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.pages.clear();
+        self.bitmap.fill(0);
+        self.fast.fill(None);
+    }
+
+    /// Number of cached blocks.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// No cached blocks.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+impl Cpu {
+    /// The block at the current CS:RIP, from the cache or freshly decoded. Fetch faults (#PF,
+    /// #GP on CS limit) are returned like any instruction fault.
+    pub(crate) fn current_block(&mut self) -> Res<Arc<Block>> {
+        let bits = self.state.bitness();
+        let rip = self.state.rip;
+        let cs = &self.state.seg[super::state::sreg::CS];
+        let lin = if bits == 64 {
+            rip
+        } else {
+            if rip > u64::from(cs.limit) {
+                return Err(super::fault::gp(0));
+            }
+            cs.base.wrapping_add(rip) & 0xffff_ffff
+        };
+        let (frame, host) = self.fetch_page(lin)?;
+        let key = Key {
+            phys: frame | (lin & 0xfff),
+            rip,
+            bits: bits as u8,
+        };
+        if let Some(b) = self.blocks.get(&key) {
+            return Ok(b);
+        }
+        let block = match host {
+            Some(page) => {
+                let off = (lin & 0xfff) as usize;
+                // SAFETY: `fetch_page` returned the host address of a RAM frame that lies wholly
+                // in one region of `self.ram` (checked in `host_page`), which this Cpu keeps
+                // alive; the slice stays inside that frame. It is copied by the decoder at once.
+                let bytes = unsafe { std::slice::from_raw_parts(page.add(off), 0x1000 - off) };
+                let code = bytes.to_vec();
+                decode_block(&code, bits, rip)
+            }
+            None => None,
+        };
+        let block = match block {
+            Some(b) => Arc::new(b),
+            None => {
+                // Page-crossing first instruction, or code outside RAM: one uncached instruction.
+                let mut buf = [0u8; 15];
+                let avail = if host.is_some() {
+                    15
+                } else {
+                    (0x1000 - (lin & 0xfff) as usize).min(15)
+                };
+                self.fetch_bytes(lin, &mut buf[..avail])?;
+                let b = decode_block(&buf[..avail], bits, rip).unwrap_or_else(|| Block {
+                    insns: vec![DecodedInsn {
+                        insn: Instruction::default(),
+                        handler: table::invalid,
+                    }],
+                });
+                return Ok(Arc::new(Block {
+                    insns: b.insns.into_iter().take(1).collect(),
+                }));
+            }
+        };
+        if self.blocks.insert(key, block.clone()) {
+            self.tlb.flush_phys_writes(frame);
+        }
+        Ok(block)
+    }
+}
+
+/// Decode a block from `code` (which starts at `rip`); `None` if not even the first
+/// instruction fits in `code`.
+pub fn decode_block(code: &[u8], bits: u32, rip: u64) -> Option<Block> {
+    let mut decoder = iced_x86::Decoder::with_ip(bits, code, rip, iced_x86::DecoderOptions::NONE);
+    let mut insns = Vec::new();
+    let mut insn = Instruction::default();
+    while insns.len() < MAX_BLOCK && decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        if insn.is_invalid() {
+            if decoder.last_error() == iced_x86::DecoderError::NoMoreBytes {
+                break;
+            }
+            insns.push(DecodedInsn {
+                insn,
+                handler: table::invalid,
+            });
+            break;
+        }
+        let (handler, ends) = table::handler_for(&insn);
+        insns.push(DecodedInsn { insn, handler });
+        if ends || insn.flow_control() != iced_x86::FlowControl::Next {
+            break;
+        }
+    }
+    if insns.is_empty() {
+        None
+    } else {
+        Some(Block { insns })
+    }
+}

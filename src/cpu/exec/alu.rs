@@ -1,0 +1,308 @@
+//! Integer ALU and data movement: ADD/ADC/SUB/SBB/AND/OR/XOR/CMP/TEST, INC/DEC/NEG/NOT,
+//! MOV/MOVZX/MOVSX/MOVSXD/LEA/XCHG/CMPXCHG/CMPXCHG8B/XADD/BSWAP, CBW/CWDE/CDQE/CWD/CDQ/CQO,
+//! CMOVcc/SETcc. Arithmetic flags go through the lazy-flags record.
+
+use iced_x86::{Instruction, OpKind, Register};
+
+use super::{ea, mem_seg, op_size, read_op, sext, size_mask, write_op};
+use crate::cpu::fault::Res;
+use crate::cpu::flags::{FlagOp, ZF};
+use crate::cpu::Cpu;
+
+const ADD: u8 = 0;
+const ADC: u8 = 1;
+const SUB: u8 = 2;
+const SBB: u8 = 3;
+const AND: u8 = 4;
+const OR: u8 = 5;
+const XOR: u8 = 6;
+const CMP: u8 = 7;
+const TEST: u8 = 8;
+
+#[inline(always)]
+fn arith<const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = op_size(i, 0);
+    let m = size_mask(size);
+    let a = read_op(cpu, i, 0)?;
+    let b = read_op(cpu, i, 1)? & m;
+    let bits = size as u32 * 8;
+    let (r, op) = match OP {
+        ADD => (a.wrapping_add(b), FlagOp::Add),
+        ADC => (
+            a.wrapping_add(b)
+                .wrapping_add(u64::from(cpu.state.flags.cf())),
+            FlagOp::Add,
+        ),
+        SUB | CMP => (a.wrapping_sub(b), FlagOp::Sub),
+        SBB => (
+            a.wrapping_sub(b)
+                .wrapping_sub(u64::from(cpu.state.flags.cf())),
+            FlagOp::Sub,
+        ),
+        AND | TEST => (a & b, FlagOp::Logic),
+        OR => (a | b, FlagOp::Logic),
+        _ => (a ^ b, FlagOp::Logic),
+    };
+    if OP != CMP && OP != TEST {
+        write_op(cpu, i, 0, r & m)?;
+    }
+    cpu.state.flags.set_lazy(op, bits, a, b, r & m);
+    Ok(())
+}
+
+/// ADD.
+pub fn add(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    arith::<ADD>(cpu, i)
+}
+/// ADC.
+pub fn adc(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    arith::<ADC>(cpu, i)
+}
+/// SUB.
+pub fn sub(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    arith::<SUB>(cpu, i)
+}
+/// SBB.
+pub fn sbb(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    arith::<SBB>(cpu, i)
+}
+/// AND.
+pub fn and(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    arith::<AND>(cpu, i)
+}
+/// OR.
+pub fn or(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    arith::<OR>(cpu, i)
+}
+/// XOR.
+pub fn xor(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    arith::<XOR>(cpu, i)
+}
+/// CMP.
+pub fn cmp(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    arith::<CMP>(cpu, i)
+}
+/// TEST.
+pub fn test(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    arith::<TEST>(cpu, i)
+}
+
+/// INC.
+pub fn inc(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = op_size(i, 0);
+    let a = read_op(cpu, i, 0)?;
+    let r = a.wrapping_add(1) & size_mask(size);
+    write_op(cpu, i, 0, r)?;
+    cpu.state
+        .flags
+        .set_lazy(FlagOp::Inc, size as u32 * 8, a, 1, r);
+    Ok(())
+}
+
+/// DEC.
+pub fn dec(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = op_size(i, 0);
+    let a = read_op(cpu, i, 0)?;
+    let r = a.wrapping_sub(1) & size_mask(size);
+    write_op(cpu, i, 0, r)?;
+    cpu.state
+        .flags
+        .set_lazy(FlagOp::Dec, size as u32 * 8, a, 1, r);
+    Ok(())
+}
+
+/// NEG.
+pub fn neg(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = op_size(i, 0);
+    let a = read_op(cpu, i, 0)?;
+    let r = 0u64.wrapping_sub(a) & size_mask(size);
+    write_op(cpu, i, 0, r)?;
+    cpu.state
+        .flags
+        .set_lazy(FlagOp::Sub, size as u32 * 8, 0, a, r);
+    Ok(())
+}
+
+/// NOT.
+pub fn not(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let a = read_op(cpu, i, 0)?;
+    write_op(cpu, i, 0, !a & size_mask(op_size(i, 0)))
+}
+
+/// MOV between general registers, memory and immediates.
+pub fn mov(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let v = read_op(cpu, i, 1)?;
+    write_op(cpu, i, 0, v & size_mask(op_size(i, 0)))
+}
+
+/// MOVZX.
+pub fn movzx(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let v = read_op(cpu, i, 1)?;
+    write_op(cpu, i, 0, v)
+}
+
+/// MOVSX / MOVSXD.
+pub fn movsx(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let v = sext(read_op(cpu, i, 1)?, op_size(i, 1));
+    write_op(cpu, i, 0, v & size_mask(op_size(i, 0)))
+}
+
+/// LEA.
+pub fn lea(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let a = ea(cpu, i);
+    cpu.set_reg(i.op0_register(), a);
+    Ok(())
+}
+
+/// XCHG.
+pub fn xchg(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let a = read_op(cpu, i, 0)?;
+    let b = read_op(cpu, i, 1)?;
+    if i.op0_kind() == OpKind::Memory {
+        write_op(cpu, i, 0, b)?;
+        write_op(cpu, i, 1, a)
+    } else {
+        write_op(cpu, i, 1, a)?;
+        write_op(cpu, i, 0, b)
+    }
+}
+
+/// CMPXCHG.
+pub fn cmpxchg(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = op_size(i, 0);
+    let m = size_mask(size);
+    let acc = cpu.state.gpr[0] & m;
+    let dest = read_op(cpu, i, 0)?;
+    let src = read_op(cpu, i, 1)?;
+    let r = acc.wrapping_sub(dest) & m;
+    if acc == dest {
+        write_op(cpu, i, 0, src)?;
+    } else {
+        write_op(cpu, i, 0, dest)?;
+        cpu.set_gpr_sized(0, size, dest);
+    }
+    cpu.state
+        .flags
+        .set_lazy(FlagOp::Sub, size as u32 * 8, acc, dest, r);
+    Ok(())
+}
+
+/// CMPXCHG8B (CMPXCHG16B is not advertised and raises #UD).
+pub fn cmpxchg8b(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    if i.memory_size().size() != 8 {
+        return Err(crate::cpu::fault::ud());
+    }
+    let a = ea(cpu, i);
+    let seg = mem_seg(i);
+    let cur = cpu.read_seg(seg, a, 8)?;
+    let g = &cpu.state.gpr;
+    let expect = (g[2] & 0xffff_ffff) << 32 | (g[0] & 0xffff_ffff);
+    if cur == expect {
+        let new = (g[1] & 0xffff_ffff) << 32 | (g[3] & 0xffff_ffff);
+        cpu.write_seg(seg, a, 8, new)?;
+        cpu.state.flags.set_flag(ZF, true);
+    } else {
+        cpu.write_seg(seg, a, 8, cur)?;
+        cpu.state.gpr[0] = cur & 0xffff_ffff;
+        cpu.state.gpr[2] = cur >> 32;
+        cpu.state.flags.set_flag(ZF, false);
+    }
+    Ok(())
+}
+
+/// XADD.
+pub fn xadd(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = op_size(i, 0);
+    let a = read_op(cpu, i, 0)?;
+    let b = read_op(cpu, i, 1)?;
+    let r = a.wrapping_add(b) & size_mask(size);
+    if i.op0_kind() == OpKind::Memory {
+        write_op(cpu, i, 0, r)?;
+        write_op(cpu, i, 1, a)?;
+    } else {
+        write_op(cpu, i, 1, a)?;
+        write_op(cpu, i, 0, r)?;
+    }
+    cpu.state
+        .flags
+        .set_lazy(FlagOp::Add, size as u32 * 8, a, b, r);
+    Ok(())
+}
+
+/// BSWAP.
+pub fn bswap(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let r = i.op0_register();
+    let v = cpu.reg(r);
+    let out = match r.size() {
+        8 => v.swap_bytes(),
+        4 => u64::from((v as u32).swap_bytes()),
+        _ => 0, // 16-bit BSWAP is undefined; real CPUs zero the register.
+    };
+    cpu.set_reg(r, out);
+    Ok(())
+}
+
+/// CBW / CWDE / CDQE: sign-extend the low half of the accumulator.
+pub fn cbw_family(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = i.op0_register().size().max(2);
+    let size = match i.mnemonic() {
+        iced_x86::Mnemonic::Cbw => 2,
+        iced_x86::Mnemonic::Cwde => 4,
+        iced_x86::Mnemonic::Cdqe => 8,
+        _ => size,
+    };
+    let v = sext(cpu.state.gpr[0], size / 2);
+    cpu.set_gpr_sized(0, size, v);
+    Ok(())
+}
+
+/// CWD / CDQ / CQO: sign of the accumulator into the data register.
+pub fn cwd_family(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = match i.mnemonic() {
+        iced_x86::Mnemonic::Cwd => 2,
+        iced_x86::Mnemonic::Cdq => 4,
+        _ => 8,
+    };
+    let neg = (cpu.state.gpr[0] >> (size * 8 - 1)) & 1 != 0;
+    cpu.set_gpr_sized(2, size, if neg { u64::MAX } else { 0 });
+    Ok(())
+}
+
+/// The x86 condition number (0..15) of a Jcc/SETcc/CMOVcc.
+#[inline]
+pub fn cc(i: &Instruction) -> u8 {
+    (i.condition_code() as u8).wrapping_sub(1)
+}
+
+/// CMOVcc (the 32-bit form zero-extends even when the condition is false).
+pub fn cmovcc(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let src = read_op(cpu, i, 1)?;
+    let v = if cpu.state.flags.cond(cc(i)) {
+        src
+    } else {
+        cpu.reg(i.op0_register())
+    };
+    cpu.set_reg(i.op0_register(), v);
+    Ok(())
+}
+
+/// SETcc.
+pub fn setcc(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let v = u64::from(cpu.state.flags.cond(cc(i)));
+    write_op(cpu, i, 0, v)
+}
+
+/// Register-to-register MOV fast path (both operands general registers).
+pub fn mov_rr(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let v = cpu.reg(i.op1_register());
+    cpu.set_reg(i.op0_register(), v);
+    Ok(())
+}
+
+/// Is this a plain register operand of a general register?
+pub fn is_gpr(i: &Instruction, n: u32) -> bool {
+    i.op_kind(n) == OpKind::Register && {
+        let r = i.op_register(n) as usize;
+        (Register::AL as usize..=Register::R15 as usize).contains(&r)
+    }
+}

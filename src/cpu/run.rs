@@ -1,0 +1,179 @@
+//! The interpreter loop: fetch the block at CS:RIP, call each instruction's semantics through
+//! its pre-resolved pointer, deliver faults and interrupts at instruction boundaries.
+//!
+//! Between blocks it checks the kick flag and pending interrupts; retired instructions are
+//! counted once per block.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::fault::Fault;
+use super::flags::IF;
+use super::Cpu;
+
+/// Retired instructions are added to the shared counters in batches of at least this many
+/// (and whenever `run` returns), so counting costs nothing measurable.
+const REPORT_EVERY: u64 = 4096;
+
+/// Why [`Cpu::run`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuExit {
+    /// HLT with no deliverable interrupt.
+    Halt,
+    /// The kick flag was set.
+    Interrupted,
+    /// Triple fault.
+    Shutdown,
+    /// The CPU cannot go on (the text says why).
+    Fatal(String),
+}
+
+impl Cpu {
+    /// Run until HLT, a kick (`kick` is cleared when seen), a triple fault or a fatal condition.
+    pub fn run(&mut self, kick: &AtomicBool) -> CpuExit {
+        self.run_limited(kick, u64::MAX)
+    }
+
+    /// Like [`Cpu::run`], but also return [`CpuExit::Interrupted`] once at least `budget`
+    /// instructions have retired (checked between blocks: single stepping, tests, and a
+    /// deterministic instruction-count clock later).
+    pub fn run_limited(&mut self, kick: &AtomicBool, budget: u64) -> CpuExit {
+        let mut executed = 0u64;
+        let mut unreported = 0u64;
+        let exit = self.run_inner(kick, budget, &mut executed, &mut unreported);
+        self.stats.add_instructions(self.id, unreported);
+        exit
+    }
+
+    fn run_inner(
+        &mut self,
+        kick: &AtomicBool,
+        budget: u64,
+        executed: &mut u64,
+        unreported: &mut u64,
+    ) -> CpuExit {
+        loop {
+            if *executed >= budget {
+                return CpuExit::Interrupted;
+            }
+            if kick.load(Ordering::Relaxed) {
+                kick.store(false, Ordering::Relaxed);
+                return CpuExit::Interrupted;
+            }
+            let inhibit = std::mem::take(&mut self.shadow);
+            if !inhibit {
+                match self.take_interrupt() {
+                    Ok(()) => {}
+                    Err(exit) => return exit,
+                }
+            }
+            if self.halted {
+                return CpuExit::Halt;
+            }
+            let block = match self.current_block() {
+                Ok(b) => b,
+                Err(f) => match self.fault(f) {
+                    Ok(()) => continue,
+                    Err(exit) => return exit,
+                },
+            };
+            let room = usize::try_from(budget - *executed).unwrap_or(usize::MAX);
+            let limit = if inhibit {
+                1
+            } else {
+                block.insns.len().min(room)
+            };
+            let mut retired = 0u64;
+            let mut result = Ok(());
+            let ip_mask = match self.state.bitness() {
+                64 => u64::MAX,
+                32 => 0xffff_ffff,
+                _ => 0xffff,
+            };
+            for d in &block.insns[..limit] {
+                self.next_rip = self.state.rip.wrapping_add(d.insn.len() as u64) & ip_mask;
+                match (d.handler)(self, &d.insn) {
+                    Ok(()) => {
+                        self.state.rip = self.next_rip;
+                        retired += 1;
+                    }
+                    Err(f) => {
+                        if f == Fault::Halt {
+                            retired += 1;
+                        }
+                        result = self.fault(f);
+                        break;
+                    }
+                }
+                if self.stop_block {
+                    self.stop_block = false;
+                    break;
+                }
+            }
+            self.stop_block = false;
+            self.state.tsc = self.state.tsc.wrapping_add(retired);
+            *unreported += retired;
+            if *unreported >= REPORT_EVERY {
+                self.stats.add_instructions(self.id, *unreported);
+                *unreported = 0;
+            }
+            *executed += retired.max(1);
+            if let Err(exit) = result {
+                return exit;
+            }
+        }
+    }
+
+    /// Turn a fault into its effect: exception delivery, halt, or an exit.
+    fn fault(&mut self, f: Fault) -> Result<(), CpuExit> {
+        match f {
+            Fault::Exception { vector, code } => self.raise_exception(vector, code),
+            Fault::Halt => {
+                self.halted = true;
+                self.stats.count(self.id, crate::accel::ExitReason::Halt);
+                Ok(())
+            }
+            Fault::Shutdown => Err(CpuExit::Shutdown),
+        }
+    }
+
+    /// Deliver a pending NMI or external interrupt if the CPU accepts one now.
+    fn take_interrupt(&mut self) -> Result<(), CpuExit> {
+        if self.pending_nmi {
+            self.pending_nmi = false;
+            self.halted = false;
+            return self.deliver_event(
+                super::fault::vec::NMI,
+                None,
+                super::exception::Kind::External,
+            );
+        }
+        if let Some(v) = self.pending_external {
+            if self.state.flags.sys(IF) {
+                self.pending_external = None;
+                self.halted = false;
+                return self.deliver_event(v, None, super::exception::Kind::External);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Cpu {
+    /// Up to 15 code bytes at CS:RIP for crash reports (empty if unreadable).
+    pub fn code_bytes_at_rip(&mut self) -> Vec<u8> {
+        let s = &self.state;
+        let lin = if s.mode64() {
+            s.rip
+        } else {
+            s.seg[super::state::sreg::CS].base.wrapping_add(s.rip) & 0xffff_ffff
+        };
+        let mut out = Vec::new();
+        for k in 0..15u64 {
+            match self.read_lin_slow(lin.wrapping_add(k), 1, false, super::mmu::tlb::Access::Read) {
+                Ok(b) => out.push(b as u8),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
