@@ -10,34 +10,7 @@ use common::{guest, kemu, kvm_or_skip};
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn run_guest(file: &str, expected: &str, status: i32, smp: &str) {
-    if !kvm_or_skip(file) {
-        return;
-    }
-    let path = guest(file);
-    let r = kemu(
-        &[
-            "-accel",
-            "kvm",
-            "-m",
-            "128",
-            "-smp",
-            smp,
-            "-kernel",
-            path.to_str().unwrap(),
-            "-nographic",
-            "-no-reboot",
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        ],
-        LIMIT,
-    );
-    let want = common::expected(expected);
-    assert_eq!(
-        r.stdout, want,
-        "{file}: serial output differs; stderr: {}",
-        r.stderr
-    );
-    assert_eq!(r.status, Some(status), "{file}: stderr: {}", r.stderr);
+    common::run_guest("kvm", file, expected, status, smp);
 }
 
 #[test]
@@ -140,8 +113,7 @@ fn reset_without_no_reboot_boots_again() {
 
 #[test]
 fn triple_fault_is_reported() {
-    run_guest("triple_fault.bin", "triple_fault", 0, "1");
-    if !kvm_or_skip("triple fault report") {
+    if !common::run_guest("kvm", "triple_fault.bin", "triple_fault", 0, "1") {
         return;
     }
     let path = guest("triple_fault.bin");

@@ -1,0 +1,92 @@
+//! Our test guests under `-accel tcg` (the software CPU): the same expected outputs as under
+//! KVM, and for the CPL 3 workload the same result as the host CPU computes under KVM.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{guest, kemu, kvm_or_skip, run_guest};
+
+#[test]
+fn hello_flat_and_elf32() {
+    run_guest("tcg", "hello.bin", "hello", 1, "1");
+    run_guest("tcg", "hello.elf", "hello", 1, "1");
+}
+
+#[test]
+fn exit_status() {
+    run_guest("tcg", "exit_code.bin", "exit_code", 85, "1");
+}
+
+#[test]
+fn cpl3_workload() {
+    run_guest("tcg", "cpl3.bin", "cpl3", 1, "1");
+}
+
+#[test]
+fn resets_with_no_reboot() {
+    run_guest("tcg", "reset_kbc.bin", "reset_kbc", 0, "1");
+    run_guest("tcg", "reset_cf9.bin", "reset_cf9", 0, "1");
+}
+
+#[test]
+fn triple_fault_is_reported() {
+    run_guest("tcg", "triple_fault.bin", "triple_fault", 0, "1");
+    let path = guest("triple_fault.bin");
+    let r = kemu(
+        &[
+            "-accel",
+            "tcg",
+            "-no-reboot",
+            "-kernel",
+            path.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(r.stderr.contains("triple fault"), "{}", r.stderr);
+}
+
+#[test]
+fn demo_guest_runs_on_the_software_cpu() {
+    let path = guest("demo.bin");
+    let r = kemu(
+        &[
+            "-accel",
+            "tcg",
+            "-smp",
+            "2",
+            "-kernel",
+            path.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.status, Some(0), "{}", r.stderr);
+    assert_eq!(r.stdout, common::expected("demo"));
+}
+
+/// The host CPU is the oracle: the CPL 3 workload's output under KVM (real silicon) and under
+/// our CPU must be identical.
+#[test]
+fn cpl3_matches_the_host_cpu() {
+    if !kvm_or_skip("cpl3 oracle") {
+        return;
+    }
+    let path = guest("cpl3.bin");
+    let run = |accel: &str| {
+        kemu(
+            &[
+                "-accel",
+                accel,
+                "-kernel",
+                path.to_str().unwrap(),
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ],
+            Duration::from_secs(60),
+        )
+    };
+    let (k, t) = (run("kvm"), run("tcg"));
+    assert_eq!(k.status, Some(1), "{}", k.stderr);
+    assert_eq!(t.stdout, k.stdout);
+    assert_eq!(t.status, k.status);
+}
