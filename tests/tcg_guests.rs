@@ -90,3 +90,56 @@ fn cpl3_matches_the_host_cpu() {
     assert_eq!(t.stdout, k.stdout);
     assert_eq!(t.status, k.status);
 }
+
+#[test]
+fn serial_to_a_file() {
+    let out = std::env::temp_dir().join(format!("kemu-serial-{}.txt", std::process::id()));
+    let path = guest("hello.bin");
+    let serial = format!("file:{}", out.display());
+    let r = kemu(
+        &[
+            "-accel",
+            "tcg",
+            "-serial",
+            &serial,
+            "-kernel",
+            path.to_str().unwrap(),
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.status, Some(1), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        common::expected("hello")
+    );
+    let _ = std::fs::remove_file(out);
+}
+
+#[test]
+fn boot_stages_are_traced() {
+    let log = std::env::temp_dir().join(format!("kemu-stages-{}.log", std::process::id()));
+    // pio_bench writes 0 to port 0x80, the POST port, 200000 times.
+    let r = kemu(
+        &[
+            "-accel",
+            "tcg",
+            "-d",
+            "stages,exits",
+            "-D",
+            log.to_str().unwrap(),
+            "-kernel",
+            guest("pio_bench.bin").to_str().unwrap(),
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.status, Some(1), "{}", r.stderr);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("boot stage 0x00").count(), 200_000);
+    assert!(text.contains("exit statistics (tcg accelerator"));
+    let _ = std::fs::remove_file(log);
+}
