@@ -210,6 +210,12 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
         | M::Lfence
         | M::Sfence
         | M::Mfence => system::nop,
+        // ENDBR and RDSSP sit in the hint-NOP space: NOPs on a CPU without CET.
+        M::Endbr32 | M::Endbr64 | M::Rdsspd | M::Rdsspq => system::nop,
+        M::Xlatb => alu::xlat,
+        M::Salc => alu::salc,
+        M::Bound => alu::bound,
+        M::Arpl => alu::arpl,
         M::Ud0 | M::Ud1 | M::Ud2 => system::ud2,
         M::Hlt => system::hlt,
         M::Cli => system::cli,

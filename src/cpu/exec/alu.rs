@@ -306,3 +306,48 @@ pub fn is_gpr(i: &Instruction, n: u32) -> bool {
         (Register::AL as usize..=Register::R15 as usize).contains(&r)
     }
 }
+
+/// XLAT: AL = [seg:(E/R)BX + AL].
+pub fn xlat(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let a = ea(cpu, i);
+    let v = cpu.read_seg(mem_seg(i), a, 1)?;
+    cpu.set_gpr_sized(0, 1, v);
+    Ok(())
+}
+
+/// SALC (undocumented): AL = CF ? 0xFF : 0.
+pub fn salc(cpu: &mut Cpu, _i: &Instruction) -> Res<()> {
+    let v = if cpu.state.flags.cf() { 0xff } else { 0 };
+    cpu.set_gpr_sized(0, 1, v);
+    Ok(())
+}
+
+/// BOUND: #BR unless lower <= index <= upper (signed).
+pub fn bound(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = op_size(i, 0);
+    let idx = sext(cpu.reg(i.op0_register()), size) as i64;
+    let a = ea(cpu, i);
+    let seg = mem_seg(i);
+    let lo = sext(cpu.read_seg(seg, a, size)?, size) as i64;
+    let hi = sext(cpu.read_seg(seg, a.wrapping_add(size as u64), size)?, size) as i64;
+    if idx < lo || idx > hi {
+        return Err(crate::cpu::fault::exc(crate::cpu::fault::vec::BR));
+    }
+    Ok(())
+}
+
+/// ARPL: raise the destination selector's RPL to the source's, ZF says whether it changed.
+pub fn arpl(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    if !cpu.state.protected() || cpu.state.v86() {
+        return Err(crate::cpu::fault::ud());
+    }
+    let d = read_op(cpu, i, 0)?;
+    let s = cpu.reg(i.op1_register());
+    if d & 3 < s & 3 {
+        write_op(cpu, i, 0, (d & !3) | (s & 3))?;
+        cpu.state.flags.set_flag(ZF, true);
+    } else {
+        cpu.state.flags.set_flag(ZF, false);
+    }
+    Ok(())
+}
