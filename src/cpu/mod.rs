@@ -61,6 +61,8 @@ pub struct Cpu {
     pub last_unimplemented: Option<iced_x86::Mnemonic>,
     /// Number of vCPUs in the machine (CPUID topology).
     pub cpu_count: usize,
+    /// Bumped by whoever writes guest RAM behind the CPU's back (see [`Cpu::code_epoch`]).
+    pub(crate) code_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Cpu {
@@ -89,6 +91,7 @@ impl Cpu {
             unimplemented: 0,
             last_unimplemented: None,
             cpu_count: 1,
+            code_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -121,6 +124,19 @@ impl Cpu {
     /// Request an NMI (delivered at the next instruction boundary regardless of IF).
     pub fn raise_nmi(&mut self) {
         self.pending_nmi = true;
+    }
+
+    /// The code epoch: a counter the machine (or another vCPU) increments after writing guest
+    /// RAM without going through this CPU (device DMA, loaders, other vCPUs' stores). Every
+    /// cached block is then re-checked against memory before it runs again, so stale code is
+    /// never executed. Share one epoch between all vCPUs with [`Cpu::set_code_epoch`].
+    pub fn code_epoch(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.code_epoch.clone()
+    }
+
+    /// Use `epoch` (shared with the machine and other vCPUs) as this CPU's code epoch.
+    pub fn set_code_epoch(&mut self, epoch: Arc<std::sync::atomic::AtomicU64>) {
+        self.code_epoch = epoch;
     }
 
     /// Number of blocks in the decode cache (tests, statistics).
