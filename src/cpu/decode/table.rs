@@ -27,6 +27,9 @@ fn reg_in(i: &Instruction, n: u32, lo: Register, hi: Register) -> bool {
 
 /// The semantics of `i` and whether it ends its block.
 pub fn handler_for(i: &Instruction) -> (Handler, bool) {
+    if let Some(h) = alu::arith_handler(i.mnemonic(), i) {
+        return (h, false);
+    }
     let h: Handler = match i.mnemonic() {
         M::Add => alu::add,
         M::Adc => alu::adc,

@@ -20,13 +20,8 @@ const CMP: u8 = 7;
 const TEST: u8 = 8;
 
 #[inline(always)]
-fn arith<const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
-    let size = op_size(i, 0);
-    let m = size_mask(size);
-    let a = read_op(cpu, i, 0)?;
-    let b = read_op(cpu, i, 1)? & m;
-    let bits = size as u32 * 8;
-    let (r, op) = match OP {
+fn compute<const OP: u8>(cpu: &Cpu, a: u64, b: u64) -> (u64, FlagOp) {
+    match OP {
         ADD => (a.wrapping_add(b), FlagOp::Add),
         ADC => (
             a.wrapping_add(b)
@@ -42,12 +37,73 @@ fn arith<const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         AND | TEST => (a & b, FlagOp::Logic),
         OR => (a | b, FlagOp::Logic),
         _ => (a ^ b, FlagOp::Logic),
-    };
+    }
+}
+
+#[inline(always)]
+fn arith<const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = op_size(i, 0);
+    let m = size_mask(size);
+    let a = read_op(cpu, i, 0)?;
+    let b = read_op(cpu, i, 1)? & m;
+    let (r, op) = compute::<OP>(cpu, a, b);
     if OP != CMP && OP != TEST {
         write_op(cpu, i, 0, r & m)?;
     }
-    cpu.state.flags.set_lazy(op, bits, a, b, r & m);
+    cpu.state.flags.set_lazy(op, size as u32 * 8, a, b, r & m);
     Ok(())
+}
+
+/// The register-destination form (source a register or an immediate), chosen at decode time.
+#[inline(always)]
+fn arith_reg<const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let r0 = i.op0_register();
+    let size = r0.size();
+    let m = size_mask(size);
+    let a = cpu.reg(r0);
+    let b = if i.op1_kind() == OpKind::Register {
+        cpu.reg(i.op1_register())
+    } else {
+        i.immediate(1)
+    } & m;
+    let (r, op) = compute::<OP>(cpu, a, b);
+    if OP != CMP && OP != TEST {
+        cpu.set_reg(r0, r & m);
+    }
+    cpu.state.flags.set_lazy(op, size as u32 * 8, a, b, r & m);
+    Ok(())
+}
+
+/// The handler for an ALU mnemonic: the register form when both operands allow it.
+pub fn arith_handler(
+    m: iced_x86::Mnemonic,
+    i: &Instruction,
+) -> Option<crate::cpu::decode::Handler> {
+    use iced_x86::Mnemonic as M;
+    let reg_form = is_gpr(i, 0)
+        && (is_gpr(i, 1) || !matches!(i.op1_kind(), OpKind::Register | OpKind::Memory));
+    let h: crate::cpu::decode::Handler = match (m, reg_form) {
+        (M::Add, true) => arith_reg::<ADD>,
+        (M::Adc, true) => arith_reg::<ADC>,
+        (M::Sub, true) => arith_reg::<SUB>,
+        (M::Sbb, true) => arith_reg::<SBB>,
+        (M::And, true) => arith_reg::<AND>,
+        (M::Or, true) => arith_reg::<OR>,
+        (M::Xor, true) => arith_reg::<XOR>,
+        (M::Cmp, true) => arith_reg::<CMP>,
+        (M::Test, true) => arith_reg::<TEST>,
+        (M::Add, false) => add,
+        (M::Adc, false) => adc,
+        (M::Sub, false) => sub,
+        (M::Sbb, false) => sbb,
+        (M::And, false) => and,
+        (M::Or, false) => or,
+        (M::Xor, false) => xor,
+        (M::Cmp, false) => cmp,
+        (M::Test, false) => test,
+        _ => return None,
+    };
+    Some(h)
 }
 
 /// ADD.
