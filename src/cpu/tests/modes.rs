@@ -165,9 +165,13 @@ fn random_bytes_never_panic() {
         x ^= x << 17;
         x
     };
+    let iters: usize = std::env::var("KEMU_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1200);
     let mut g = Guest::new();
     for mode in 0..3 {
-        for _ in 0..1200 {
+        for _ in 0..iters {
             let mut bytes = [0u8; 15];
             for b in bytes.iter_mut() {
                 *b = next() as u8;
