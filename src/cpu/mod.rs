@@ -55,6 +55,8 @@ pub struct Cpu {
     pub halted: bool,
     pending_external: Option<u8>,
     pending_nmi: bool,
+    /// An NMI handler is running: further NMIs wait for the next IRET.
+    pub(crate) nmi_blocked: bool,
     /// Instructions that raised #UD because they are not implemented (not invalid encodings).
     pub unimplemented: u64,
     /// The last unimplemented mnemonic seen, for reports.
@@ -88,6 +90,7 @@ impl Cpu {
             halted: false,
             pending_external: None,
             pending_nmi: false,
+            nmi_blocked: false,
             unimplemented: 0,
             last_unimplemented: None,
             cpu_count: 1,
@@ -106,6 +109,7 @@ impl Cpu {
         self.tlb.flush_all();
         self.halted = false;
         self.shadow = false;
+        self.nmi_blocked = false;
     }
 
     /// Request external interrupt `vector` (from the interrupt controller). It is delivered at
@@ -121,7 +125,8 @@ impl Cpu {
         self.pending_external
     }
 
-    /// Request an NMI (delivered at the next instruction boundary regardless of IF).
+    /// Request an NMI (delivered at the next instruction boundary regardless of IF, unless an
+    /// NMI handler is still running: then after its IRET).
     pub fn raise_nmi(&mut self) {
         self.pending_nmi = true;
     }

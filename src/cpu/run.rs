@@ -148,8 +148,9 @@ impl Cpu {
 
     /// Deliver a pending NMI or external interrupt if the CPU accepts one now.
     fn take_interrupt(&mut self) -> Result<(), CpuExit> {
-        if self.pending_nmi {
+        if self.pending_nmi && !self.nmi_blocked {
             self.pending_nmi = false;
+            self.nmi_blocked = true;
             self.halted = false;
             return self.deliver_event(
                 super::fault::vec::NMI,

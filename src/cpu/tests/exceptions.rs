@@ -318,3 +318,38 @@ fn xlat_in_real_mode() {
     assert_eq!(g.run(), CpuExit::Halt);
     assert_eq!(g.gpr(0) & 0xff, 13);
 }
+
+#[test]
+fn nmi_ignores_if_and_is_blocked_until_iret() {
+    let mut g = Guest::new();
+    let prog = asm(64, |a| {
+        a.cli()?;
+        a.hlt()?;
+        a.hlt()
+    });
+    setup(&mut g, &prog);
+    // The NMI handler counts in R15 and halts without IRET the first time.
+    let h = asm(64, |a| {
+        a.inc(r15)?;
+        a.hlt()?;
+        a.iretq()
+    });
+    g.write(HANDLERS + 0x800, &h);
+    gate64(&mut g, 2, HANDLERS + 0x800, 0, true);
+    g.cpu.state.gpr[15] = 0;
+    assert_eq!(g.run(), CpuExit::Halt);
+    g.cpu.raise_nmi();
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.gpr(15), 1, "NMI delivered with IF=0");
+    g.cpu.raise_nmi();
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.gpr(15), 1, "second NMI held while the handler runs");
+    // Resume the handler past its HLT (as if woken): IRETQ unblocks the held NMI.
+    g.cpu.halted = false;
+    assert_eq!(
+        g.run(),
+        CpuExit::Halt,
+        "IRETQ unblocks, the held NMI runs, handler halts"
+    );
+    assert_eq!(g.gpr(15), 2);
+}
