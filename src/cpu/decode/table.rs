@@ -40,6 +40,7 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
         M::Xor => alu::xor,
         M::Cmp => alu::cmp,
         M::Test => alu::test,
+        M::Inc | M::Dec if alu::is_gpr(i, 0) => alu::incdec_reg,
         M::Inc => alu::inc,
         M::Dec => alu::dec,
         M::Neg => alu::neg,
@@ -60,6 +61,10 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
             }
             if alu::is_gpr(i, 0) && alu::is_gpr(i, 1) {
                 alu::mov_rr
+            } else if alu::is_gpr(i, 0)
+                && !matches!(i.op1_kind(), OpKind::Register | OpKind::Memory)
+            {
+                alu::mov_ri
             } else {
                 alu::mov
             }

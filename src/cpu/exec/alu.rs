@@ -407,3 +407,26 @@ pub fn arpl(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     }
     Ok(())
 }
+
+/// MOV register, immediate fast path.
+pub fn mov_ri(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    cpu.set_reg(i.op0_register(), i.immediate(1));
+    Ok(())
+}
+
+/// INC/DEC on a register, fast path.
+pub fn incdec_reg(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let r0 = i.op0_register();
+    let size = r0.size();
+    let a = cpu.reg(r0);
+    let inc = i.mnemonic() == iced_x86::Mnemonic::Inc;
+    let r = if inc {
+        a.wrapping_add(1)
+    } else {
+        a.wrapping_sub(1)
+    } & size_mask(size);
+    cpu.set_reg(r0, r);
+    let op = if inc { FlagOp::Inc } else { FlagOp::Dec };
+    cpu.state.flags.set_lazy(op, size as u32 * 8, a, 1, r);
+    Ok(())
+}

@@ -207,7 +207,7 @@ fn kick_interrupts_an_endless_loop() {
 fn tight_loop_mips() {
     let mut g = Guest::new();
     let code = asm(64, |a| {
-        a.mov(ecx, 10_000_000u32)?;
+        a.mov(ecx, 10_000_000u32)?; // 50 M guest instructions
         let mut top = a.create_label();
         a.set_label(&mut top)?;
         a.add(rax, rcx)?;
