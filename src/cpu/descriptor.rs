@@ -69,14 +69,14 @@ impl Cpu {
     /// The upper 8 bytes of a 16-byte system descriptor (long mode).
     pub(crate) fn read_desc_high(&mut self, sel: u16) -> Res<u64> {
         let a = self.desc_addr(sel, 16)?;
-        self.read_sys(a + 8, 8)
+        self.read_sys(a.wrapping_add(8), 8)
     }
 
     /// Set the accessed bit of the descriptor for `sel` if clear.
     pub(crate) fn set_accessed(&mut self, sel: u16, d: u64) -> Res<()> {
         if d & (1 << 40) == 0 {
             let a = self.desc_addr(sel, 8)?;
-            self.write_sys(a + 5, 1, (d >> 40) | 1)?;
+            self.write_sys(a.wrapping_add(5), 1, (d >> 40) | 1)?;
         }
         Ok(())
     }

@@ -109,7 +109,7 @@ impl Flags {
             self.bits = (self.bits & !CF) | u64::from(cf);
         }
         self.op = op;
-        self.size = bits;
+        self.size = bits.clamp(8, 64);
         self.a = a;
         self.b = b;
         self.r = r;
@@ -252,6 +252,7 @@ impl Flags {
 
     /// Flags for a result with SF/ZF/PF from `r` (size `bits`), as shifts and multiplies do.
     pub fn szp(bits: u32, r: u64) -> u64 {
+        let bits = bits.clamp(8, 64);
         let r = r & mask(bits);
         let mut v = 0;
         if r == 0 {

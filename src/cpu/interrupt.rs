@@ -44,15 +44,15 @@ impl Cpu {
             return Err(gp(0));
         }
         let base = self.state.idtr.base;
-        let ip = self.read_sys(base + off, 2)?;
-        let cs = self.read_sys(base + off + 2, 2)? as u16;
+        let ip = self.read_sys(base.wrapping_add(off), 2)?;
+        let cs = self.read_sys(base.wrapping_add(off + 2), 2)? as u16;
         let flags = self.state.flags.get();
         let old_cs = u64::from(self.state.seg[sreg::CS].selector);
         let ss_base = self.state.seg[sreg::SS].base;
         let mut sp = self.state.gpr[4];
         for v in [flags, old_cs, ret_rip] {
             sp = sp.wrapping_sub(2) & 0xffff;
-            self.write_sys(ss_base + sp, 2, v & 0xffff)?;
+            self.write_sys(ss_base.wrapping_add(sp), 2, v & 0xffff)?;
         }
         self.state.gpr[4] = (self.state.gpr[4] & !0xffff) | sp;
         let c = &mut self.state.seg[sreg::CS];
@@ -97,8 +97,8 @@ impl Cpu {
             return Err(gp(idx_err));
         }
         let base = self.state.idtr.base;
-        let lo = self.read_sys(base + off, 8)?;
-        let hi = self.read_sys(base + off + 8, 8)?;
+        let lo = self.read_sys(base.wrapping_add(off), 8)?;
+        let hi = self.read_sys(base.wrapping_add(off + 8), 8)?;
         let typ = (lo >> 40) & 0xf;
         let dpl = ((lo >> 45) & 3) as u8;
         let cpl = self.state.cpl();
@@ -177,7 +177,7 @@ impl Cpu {
         if off + size as u64 - 1 > u64::from(tr.limit) {
             return Err(ts(u32::from(tr.selector & !3)));
         }
-        self.read_sys(tr.base + off, size)
+        self.read_sys(tr.base.wrapping_add(off), size)
     }
 
     fn deliver_prot(
@@ -192,7 +192,7 @@ impl Cpu {
         if off + 7 > u64::from(self.state.idtr.limit) {
             return Err(gp(idx_err));
         }
-        let lo = self.read_sys(self.state.idtr.base + off, 8)?;
+        let lo = self.read_sys(self.state.idtr.base.wrapping_add(off), 8)?;
         let typ = (lo >> 40) & 0x1f;
         let dpl = ((lo >> 45) & 3) as u8;
         let cpl = self.state.cpl();

@@ -55,12 +55,16 @@ pub struct Cpu {
     pub halted: bool,
     pending_external: Option<u8>,
     pending_nmi: bool,
+    /// An NMI handler is running: further NMIs wait for the next IRET.
+    pub(crate) nmi_blocked: bool,
     /// Instructions that raised #UD because they are not implemented (not invalid encodings).
     pub unimplemented: u64,
     /// The last unimplemented mnemonic seen, for reports.
     pub last_unimplemented: Option<iced_x86::Mnemonic>,
     /// Number of vCPUs in the machine (CPUID topology).
     pub cpu_count: usize,
+    /// Bumped by whoever writes guest RAM behind the CPU's back (see [`Cpu::code_epoch`]).
+    pub(crate) code_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Cpu {
@@ -86,9 +90,11 @@ impl Cpu {
             halted: false,
             pending_external: None,
             pending_nmi: false,
+            nmi_blocked: false,
             unimplemented: 0,
             last_unimplemented: None,
             cpu_count: 1,
+            code_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -103,6 +109,7 @@ impl Cpu {
         self.tlb.flush_all();
         self.halted = false;
         self.shadow = false;
+        self.nmi_blocked = false;
     }
 
     /// Request external interrupt `vector` (from the interrupt controller). It is delivered at
@@ -118,9 +125,23 @@ impl Cpu {
         self.pending_external
     }
 
-    /// Request an NMI (delivered at the next instruction boundary regardless of IF).
+    /// Request an NMI (delivered at the next instruction boundary regardless of IF, unless an
+    /// NMI handler is still running: then after its IRET).
     pub fn raise_nmi(&mut self) {
         self.pending_nmi = true;
+    }
+
+    /// The code epoch: a counter the machine (or another vCPU) increments after writing guest
+    /// RAM without going through this CPU (device DMA, loaders, other vCPUs' stores). Every
+    /// cached block is then re-checked against memory before it runs again, so stale code is
+    /// never executed. Share one epoch between all vCPUs with [`Cpu::set_code_epoch`].
+    pub fn code_epoch(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.code_epoch.clone()
+    }
+
+    /// Use `epoch` (shared with the machine and other vCPUs) as this CPU's code epoch.
+    pub fn set_code_epoch(&mut self, epoch: Arc<std::sync::atomic::AtomicU64>) {
+        self.code_epoch = epoch;
     }
 
     /// Number of blocks in the decode cache (tests, statistics).

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::fault::Fault;
-use super::flags::IF;
+use super::flags::{IF, TF};
 use super::Cpu;
 
 /// Retired instructions are added to the shared counters in batches of at least this many
@@ -77,7 +77,9 @@ impl Cpu {
                 },
             };
             let room = usize::try_from(budget - *executed).unwrap_or(usize::MAX);
-            let limit = if inhibit {
+            // RFLAGS.TF: one instruction, then a #DB trap.
+            let single_step = self.state.flags.sys(TF);
+            let limit = if inhibit || single_step {
                 1
             } else {
                 block.insns.len().min(room)
@@ -110,6 +112,14 @@ impl Cpu {
                 }
             }
             self.stop_block = false;
+            if single_step && result.is_ok() && retired == 1 {
+                self.state.dr[6] |= 1 << 14;
+                result = self.deliver_event(
+                    super::fault::vec::DB,
+                    None,
+                    super::exception::Kind::External,
+                );
+            }
             self.state.tsc = self.state.tsc.wrapping_add(retired);
             *unreported += retired;
             if *unreported >= REPORT_EVERY {
@@ -138,8 +148,9 @@ impl Cpu {
 
     /// Deliver a pending NMI or external interrupt if the CPU accepts one now.
     fn take_interrupt(&mut self) -> Result<(), CpuExit> {
-        if self.pending_nmi {
+        if self.pending_nmi && !self.nmi_blocked {
             self.pending_nmi = false;
+            self.nmi_blocked = true;
             self.halted = false;
             return self.deliver_event(
                 super::fault::vec::NMI,

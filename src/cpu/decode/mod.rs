@@ -12,6 +12,7 @@ pub mod table;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use iced_x86::Instruction;
@@ -39,6 +40,10 @@ pub struct DecodedInsn {
 pub struct Block {
     /// The instructions, the last one possibly a branch.
     pub insns: Vec<DecodedInsn>,
+    /// The code bytes the block was decoded from (revalidated after a code-epoch bump).
+    pub bytes: Vec<u8>,
+    /// The code epoch at which `bytes` were last known to match guest memory.
+    pub epoch: AtomicU64,
 }
 
 /// Cache key.
@@ -204,21 +209,31 @@ impl Cpu {
             rip,
             bits: bits as u8,
         };
-        if let Some(b) = self.blocks.get(&key) {
-            return Ok(b);
-        }
-        let block = match host {
-            Some(page) => {
-                let off = (lin & 0xfff) as usize;
-                // SAFETY: `fetch_page` returned the host address of a RAM frame that lies wholly
-                // in one region of `self.ram` (checked in `host_page`), which this Cpu keeps
-                // alive; the slice stays inside that frame. It is copied by the decoder at once.
-                let bytes = unsafe { std::slice::from_raw_parts(page.add(off), 0x1000 - off) };
-                let code = bytes.to_vec();
-                decode_block(&code, bits, rip)
-            }
-            None => None,
+        let epoch = self.code_epoch.load(Ordering::Relaxed);
+        let off = (lin & 0xfff) as usize;
+        // A copy of up to `len` code bytes at `lin` (RAM only).
+        let copy = |len: usize| {
+            host.map(|page| {
+                let len = len.min(0x1000 - off);
+                // SAFETY: `fetch_page` returned the host address of a RAM frame that lies
+                // wholly in one region of `self.ram` (checked in `host_page`), which this Cpu
+                // keeps alive; the slice stays inside that frame and is copied at once.
+                unsafe { std::slice::from_raw_parts(page.add(off), len) }.to_vec()
+            })
         };
+        if let Some(b) = self.blocks.get(&key) {
+            if b.epoch.load(Ordering::Relaxed) == epoch {
+                return Ok(b);
+            }
+            // Guest RAM may have been written behind our back (DMA): check the bytes.
+            if copy(b.bytes.len()).is_some_and(|c| c == b.bytes) {
+                b.epoch.store(epoch, Ordering::Relaxed);
+                return Ok(b);
+            }
+            self.blocks.invalidate_page(frame);
+        }
+        let code = copy(MAX_BLOCK * 15);
+        let block = code.and_then(|c| decode_block(&c, bits, rip, epoch));
         let block = match block {
             Some(b) => Arc::new(b),
             None => {
@@ -230,14 +245,18 @@ impl Cpu {
                     (0x1000 - (lin & 0xfff) as usize).min(15)
                 };
                 self.fetch_bytes(lin, &mut buf[..avail])?;
-                let b = decode_block(&buf[..avail], bits, rip).unwrap_or_else(|| Block {
+                let b = decode_block(&buf[..avail], bits, rip, epoch).unwrap_or_else(|| Block {
                     insns: vec![DecodedInsn {
                         insn: Instruction::default(),
                         handler: table::invalid,
                     }],
+                    bytes: Vec::new(),
+                    epoch: AtomicU64::new(epoch),
                 });
                 return Ok(Arc::new(Block {
                     insns: b.insns.into_iter().take(1).collect(),
+                    bytes: Vec::new(),
+                    epoch: AtomicU64::new(epoch),
                 }));
             }
         };
@@ -249,8 +268,8 @@ impl Cpu {
 }
 
 /// Decode a block from `code` (which starts at `rip`); `None` if not even the first
-/// instruction fits in `code`.
-pub fn decode_block(code: &[u8], bits: u32, rip: u64) -> Option<Block> {
+/// instruction fits in `code`. `epoch` is the current code epoch.
+pub fn decode_block(code: &[u8], bits: u32, rip: u64, epoch: u64) -> Option<Block> {
     let mut decoder = iced_x86::Decoder::with_ip(bits, code, rip, iced_x86::DecoderOptions::NONE);
     let mut insns = Vec::new();
     let mut insn = Instruction::default();
@@ -275,6 +294,11 @@ pub fn decode_block(code: &[u8], bits: u32, rip: u64) -> Option<Block> {
     if insns.is_empty() {
         None
     } else {
-        Some(Block { insns })
+        let used: usize = insns.iter().map(|d| d.insn.len()).sum();
+        Some(Block {
+            insns,
+            bytes: code[..used.min(code.len())].to_vec(),
+            epoch: AtomicU64::new(epoch),
+        })
     }
 }

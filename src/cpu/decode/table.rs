@@ -27,6 +27,9 @@ fn reg_in(i: &Instruction, n: u32, lo: Register, hi: Register) -> bool {
 
 /// The semantics of `i` and whether it ends its block.
 pub fn handler_for(i: &Instruction) -> (Handler, bool) {
+    if let Some(h) = alu::arith_handler(i.mnemonic(), i) {
+        return (h, false);
+    }
     let h: Handler = match i.mnemonic() {
         M::Add => alu::add,
         M::Adc => alu::adc,
@@ -37,6 +40,7 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
         M::Xor => alu::xor,
         M::Cmp => alu::cmp,
         M::Test => alu::test,
+        M::Inc | M::Dec if alu::is_gpr(i, 0) => alu::incdec_reg,
         M::Inc => alu::inc,
         M::Dec => alu::dec,
         M::Neg => alu::neg,
@@ -57,6 +61,10 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
             }
             if alu::is_gpr(i, 0) && alu::is_gpr(i, 1) {
                 alu::mov_rr
+            } else if alu::is_gpr(i, 0)
+                && !matches!(i.op1_kind(), OpKind::Register | OpKind::Memory)
+            {
+                alu::mov_ri
             } else {
                 alu::mov
             }
@@ -210,6 +218,12 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
         | M::Lfence
         | M::Sfence
         | M::Mfence => system::nop,
+        // ENDBR and RDSSP sit in the hint-NOP space: NOPs on a CPU without CET.
+        M::Endbr32 | M::Endbr64 | M::Rdsspd | M::Rdsspq => system::nop,
+        M::Xlatb => alu::xlat,
+        M::Salc => alu::salc,
+        M::Bound => alu::bound,
+        M::Arpl => alu::arpl,
         M::Ud0 | M::Ud1 | M::Ud2 => system::ud2,
         M::Hlt => system::hlt,
         M::Cli => system::cli,

@@ -20,13 +20,8 @@ const CMP: u8 = 7;
 const TEST: u8 = 8;
 
 #[inline(always)]
-fn arith<const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
-    let size = op_size(i, 0);
-    let m = size_mask(size);
-    let a = read_op(cpu, i, 0)?;
-    let b = read_op(cpu, i, 1)? & m;
-    let bits = size as u32 * 8;
-    let (r, op) = match OP {
+fn compute<const OP: u8>(cpu: &Cpu, a: u64, b: u64) -> (u64, FlagOp) {
+    match OP {
         ADD => (a.wrapping_add(b), FlagOp::Add),
         ADC => (
             a.wrapping_add(b)
@@ -42,12 +37,73 @@ fn arith<const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         AND | TEST => (a & b, FlagOp::Logic),
         OR => (a | b, FlagOp::Logic),
         _ => (a ^ b, FlagOp::Logic),
-    };
+    }
+}
+
+#[inline(always)]
+fn arith<const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = op_size(i, 0);
+    let m = size_mask(size);
+    let a = read_op(cpu, i, 0)?;
+    let b = read_op(cpu, i, 1)? & m;
+    let (r, op) = compute::<OP>(cpu, a, b);
     if OP != CMP && OP != TEST {
         write_op(cpu, i, 0, r & m)?;
     }
-    cpu.state.flags.set_lazy(op, bits, a, b, r & m);
+    cpu.state.flags.set_lazy(op, size as u32 * 8, a, b, r & m);
     Ok(())
+}
+
+/// The register-destination form (source a register or an immediate), chosen at decode time.
+#[inline(always)]
+fn arith_reg<const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let r0 = i.op0_register();
+    let size = r0.size();
+    let m = size_mask(size);
+    let a = cpu.reg(r0);
+    let b = if i.op1_kind() == OpKind::Register {
+        cpu.reg(i.op1_register())
+    } else {
+        i.immediate(1)
+    } & m;
+    let (r, op) = compute::<OP>(cpu, a, b);
+    if OP != CMP && OP != TEST {
+        cpu.set_reg(r0, r & m);
+    }
+    cpu.state.flags.set_lazy(op, size as u32 * 8, a, b, r & m);
+    Ok(())
+}
+
+/// The handler for an ALU mnemonic: the register form when both operands allow it.
+pub fn arith_handler(
+    m: iced_x86::Mnemonic,
+    i: &Instruction,
+) -> Option<crate::cpu::decode::Handler> {
+    use iced_x86::Mnemonic as M;
+    let reg_form = is_gpr(i, 0)
+        && (is_gpr(i, 1) || !matches!(i.op1_kind(), OpKind::Register | OpKind::Memory));
+    let h: crate::cpu::decode::Handler = match (m, reg_form) {
+        (M::Add, true) => arith_reg::<ADD>,
+        (M::Adc, true) => arith_reg::<ADC>,
+        (M::Sub, true) => arith_reg::<SUB>,
+        (M::Sbb, true) => arith_reg::<SBB>,
+        (M::And, true) => arith_reg::<AND>,
+        (M::Or, true) => arith_reg::<OR>,
+        (M::Xor, true) => arith_reg::<XOR>,
+        (M::Cmp, true) => arith_reg::<CMP>,
+        (M::Test, true) => arith_reg::<TEST>,
+        (M::Add, false) => add,
+        (M::Adc, false) => adc,
+        (M::Sub, false) => sub,
+        (M::Sbb, false) => sbb,
+        (M::And, false) => and,
+        (M::Or, false) => or,
+        (M::Xor, false) => xor,
+        (M::Cmp, false) => cmp,
+        (M::Test, false) => test,
+        _ => return None,
+    };
+    Some(h)
 }
 
 /// ADD.
@@ -305,4 +361,72 @@ pub fn is_gpr(i: &Instruction, n: u32) -> bool {
         let r = i.op_register(n) as usize;
         (Register::AL as usize..=Register::R15 as usize).contains(&r)
     }
+}
+
+/// XLAT: AL = [seg:(E/R)BX + AL].
+pub fn xlat(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let a = ea(cpu, i);
+    let v = cpu.read_seg(mem_seg(i), a, 1)?;
+    cpu.set_gpr_sized(0, 1, v);
+    Ok(())
+}
+
+/// SALC (undocumented): AL = CF ? 0xFF : 0.
+pub fn salc(cpu: &mut Cpu, _i: &Instruction) -> Res<()> {
+    let v = if cpu.state.flags.cf() { 0xff } else { 0 };
+    cpu.set_gpr_sized(0, 1, v);
+    Ok(())
+}
+
+/// BOUND: #BR unless lower <= index <= upper (signed).
+pub fn bound(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let size = op_size(i, 0);
+    let idx = sext(cpu.reg(i.op0_register()), size) as i64;
+    let a = ea(cpu, i);
+    let seg = mem_seg(i);
+    let lo = sext(cpu.read_seg(seg, a, size)?, size) as i64;
+    let hi = sext(cpu.read_seg(seg, a.wrapping_add(size as u64), size)?, size) as i64;
+    if idx < lo || idx > hi {
+        return Err(crate::cpu::fault::exc(crate::cpu::fault::vec::BR));
+    }
+    Ok(())
+}
+
+/// ARPL: raise the destination selector's RPL to the source's, ZF says whether it changed.
+pub fn arpl(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    if !cpu.state.protected() || cpu.state.v86() {
+        return Err(crate::cpu::fault::ud());
+    }
+    let d = read_op(cpu, i, 0)?;
+    let s = cpu.reg(i.op1_register());
+    if d & 3 < s & 3 {
+        write_op(cpu, i, 0, (d & !3) | (s & 3))?;
+        cpu.state.flags.set_flag(ZF, true);
+    } else {
+        cpu.state.flags.set_flag(ZF, false);
+    }
+    Ok(())
+}
+
+/// MOV register, immediate fast path.
+pub fn mov_ri(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    cpu.set_reg(i.op0_register(), i.immediate(1));
+    Ok(())
+}
+
+/// INC/DEC on a register, fast path.
+pub fn incdec_reg(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let r0 = i.op0_register();
+    let size = r0.size();
+    let a = cpu.reg(r0);
+    let inc = i.mnemonic() == iced_x86::Mnemonic::Inc;
+    let r = if inc {
+        a.wrapping_add(1)
+    } else {
+        a.wrapping_sub(1)
+    } & size_mask(size);
+    cpu.set_reg(r0, r);
+    let op = if inc { FlagOp::Inc } else { FlagOp::Dec };
+    cpu.state.flags.set_lazy(op, size as u32 * 8, a, 1, r);
+    Ok(())
 }

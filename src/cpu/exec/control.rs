@@ -521,6 +521,7 @@ pub fn iret(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         _ => 8,
     };
     cpu.stop_block = true;
+    cpu.nmi_blocked = false;
     if !cpu.state.protected() {
         let ip = cpu.peek(0, size)?;
         let cs = cpu.peek(size as u64, size)? as u16;

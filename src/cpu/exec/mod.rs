@@ -220,6 +220,9 @@ pub fn size_mask(size: usize) -> u64 {
 /// Sign-extend the low `size` bytes of `v`.
 #[inline]
 pub fn sext(v: u64, size: usize) -> u64 {
+    if size == 0 || size >= 8 {
+        return v;
+    }
     let sh = 64 - size as u32 * 8;
     (((v << sh) as i64) >> sh) as u64
 }

@@ -126,7 +126,7 @@ pub fn syscall(cpu: &mut Cpu, _i: &Instruction) -> Res<()> {
     let fl = cpu.state.flags.get() & !(cpu.state.msr.fmask | RF);
     cpu.state.flags.set(fl);
     cpu.state.seg[sreg::CS] = flat(sel, true, true, 0);
-    cpu.state.seg[sreg::SS] = flat(sel + 8, false, true, 0);
+    cpu.state.seg[sreg::SS] = flat(sel.wrapping_add(8), false, true, 0);
     cpu.next_rip = cpu.state.msr.lstar;
     cpu.stop_block = true;
     Ok(())
@@ -145,14 +145,14 @@ pub fn sysret(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         return Err(gp(0));
     }
     let (cs_sel, target) = if to64 {
-        (base + 16, rcx)
+        (base.wrapping_add(16), rcx)
     } else {
         (base, rcx & 0xffff_ffff)
     };
     let fl = (cpu.state.gpr[11] & 0x3c_7fd7) | 2;
     cpu.state.flags.set(fl & !(RF | VM));
     cpu.state.seg[sreg::CS] = flat(cs_sel | 3, true, to64, 3);
-    cpu.state.seg[sreg::SS] = flat((base + 8) | 3, false, false, 3);
+    cpu.state.seg[sreg::SS] = flat(base.wrapping_add(8) | 3, false, false, 3);
     cpu.next_rip = target;
     cpu.stop_block = true;
     Ok(())
@@ -172,7 +172,7 @@ pub fn sysenter(cpu: &mut Cpu, _i: &Instruction) -> Res<()> {
     cpu.state.flags.set_sys(IF, false);
     cpu.state.flags.set_sys(RF, false);
     cpu.state.seg[sreg::CS] = flat(cs, true, long, 0);
-    cpu.state.seg[sreg::SS] = flat(cs + 8, false, false, 0);
+    cpu.state.seg[sreg::SS] = flat(cs.wrapping_add(8), false, false, 0);
     let (sp, ip) = (cpu.state.msr.sysenter_esp, cpu.state.msr.sysenter_eip);
     cpu.state.gpr[4] = if long { sp } else { sp & 0xffff_ffff };
     cpu.next_rip = if long { ip } else { ip & 0xffff_ffff };
@@ -192,9 +192,9 @@ pub fn sysexit(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     }
     let to64 = i.code() == Code::Sysexitq;
     let (cs, ss) = if to64 {
-        (base + 32, base + 40)
+        (base.wrapping_add(32), base.wrapping_add(40))
     } else {
-        (base + 16, base + 24)
+        (base.wrapping_add(16), base.wrapping_add(24))
     };
     let (sp, ip) = (cpu.state.gpr[1], cpu.state.gpr[2]);
     if to64 && (!canonical(sp) || !canonical(ip)) {

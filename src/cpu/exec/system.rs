@@ -142,12 +142,12 @@ impl Cpu {
         if tr.limit < 0x67 {
             return Err(gp(0));
         }
-        let base = self.read_sys(tr.base + 0x66, 2)?;
+        let base = self.read_sys(tr.base.wrapping_add(0x66), 2)?;
         let off = base + u64::from(port / 8);
         if off + 1 > u64::from(tr.limit) {
             return Err(gp(0));
         }
-        let bits = self.read_sys(tr.base + off, 2)?;
+        let bits = self.read_sys(tr.base.wrapping_add(off), 2)?;
         let mask = ((1u64 << size) - 1) << (port % 8);
         if bits & mask != 0 {
             return Err(gp(0));
@@ -497,7 +497,7 @@ pub fn ltr(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         s.base |= (cpu.read_desc_high(sel)? & 0xffff_ffff) << 32;
     }
     let a = cpu.desc_addr(sel, 8)?;
-    cpu.write_sys(a + 5, 1, (d >> 40) | 2)?;
+    cpu.write_sys(a.wrapping_add(5), 1, (d >> 40) | 2)?;
     s.type_ |= 2;
     cpu.state.tr = s;
     Ok(())

@@ -90,7 +90,7 @@ impl Cpu {
     /// Read `size` bytes at linear `lin` (a data read at privilege `user`).
     #[inline]
     pub(crate) fn read_lin(&mut self, lin: u64, size: usize, user: bool) -> Res<u64> {
-        if (lin & 0xfff) as usize <= 0x1000 - size {
+        if (lin & 0xfff) as usize <= 0x1000 - size && matches!(size, 1 | 2 | 4 | 8) {
             let e = &self.tlb.sets[Access::Read as usize][index(lin)];
             if e.tag == tag(lin, user) && !e.mmio {
                 let p = e.addend.wrapping_add(lin as usize) as *const u8;
@@ -105,7 +105,7 @@ impl Cpu {
     /// Write `size` bytes at linear `lin`.
     #[inline]
     pub(crate) fn write_lin(&mut self, lin: u64, size: usize, v: u64, user: bool) -> Res<()> {
-        if (lin & 0xfff) as usize <= 0x1000 - size {
+        if (lin & 0xfff) as usize <= 0x1000 - size && matches!(size, 1 | 2 | 4 | 8) {
             let e = &self.tlb.sets[Access::Write as usize][index(lin)];
             if e.tag == tag(lin, user) && !e.mmio {
                 let p = e.addend.wrapping_add(lin as usize) as *mut u8;
@@ -132,11 +132,12 @@ impl Cpu {
         user: bool,
         acc: Access,
     ) -> Res<u64> {
-        if (lin & 0xfff) as usize > 0x1000 - size {
+        let size = size.min(8);
+        if (lin & 0xfff) as usize > 0x1000 - size || !matches!(size, 1 | 2 | 4 | 8) {
             let mask = self.lin_mask();
             let mut v = 0u64;
             for k in 0..size {
-                let b = self.read_lin_slow((lin + k as u64) & mask, 1, user, acc)?;
+                let b = self.read_lin_slow(lin.wrapping_add(k as u64) & mask, 1, user, acc)?;
                 v |= b << (8 * k);
             }
             return Ok(v);
@@ -162,14 +163,17 @@ impl Cpu {
     }
 
     fn write_lin_slow(&mut self, lin: u64, size: usize, v: u64, user: bool) -> Res<()> {
-        if (lin & 0xfff) as usize > 0x1000 - size {
+        let size = size.min(8);
+        if (lin & 0xfff) as usize > 0x1000 - size || !matches!(size, 1 | 2 | 4 | 8) {
             // Check both pages before writing any byte, so a fault leaves memory untouched.
             let mask = self.lin_mask();
             let second = (lin | 0xfff).wrapping_add(1) & mask;
             self.probe_write(lin, user)?;
-            self.probe_write(second, user)?;
+            if (lin & 0xfff) as usize + size > 0x1000 {
+                self.probe_write(second, user)?;
+            }
             for k in 0..size {
-                self.write_lin_slow((lin + k as u64) & mask, 1, v >> (8 * k), user)?;
+                self.write_lin_slow(lin.wrapping_add(k as u64) & mask, 1, v >> (8 * k), user)?;
             }
             return Ok(());
         }
@@ -229,7 +233,8 @@ impl Cpu {
         let user = self.state.cpl() == 3;
         let mask = self.lin_mask();
         for (k, b) in buf.iter_mut().enumerate() {
-            *b = self.read_lin_slow((lin + k as u64) & mask, 1, user, Access::Exec)? as u8;
+            *b =
+                self.read_lin_slow(lin.wrapping_add(k as u64) & mask, 1, user, Access::Exec)? as u8;
         }
         Ok(())
     }

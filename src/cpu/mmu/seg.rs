@@ -52,7 +52,7 @@ impl Cpu {
                 return Err(Self::seg_fault(seg));
             }
         }
-        let last = off.wrapping_add(size as u64 - 1);
+        let last = off.wrapping_add(size.max(1) as u64 - 1);
         let expand_down = s.type_ & 0xc == 0x4;
         if expand_down {
             let upper: u64 = if s.db { 0xffff_ffff } else { 0xffff };

@@ -271,3 +271,85 @@ fn halt_then_wake_by_interrupt() {
     assert_eq!(g.run(), CpuExit::Halt);
     assert_eq!((g.gpr(15), g.gpr(3)), (0x41, 7));
 }
+
+#[test]
+fn single_step_trap_and_hint_nops() {
+    let mut g = Guest::new();
+    let prog = asm(64, |a| {
+        a.endbr64()?; // a NOP without CET
+        a.pushfq()?;
+        a.or(qword_ptr(rsp), 0x100)?;
+        a.popfq()?; // TF=1: the next instruction traps
+        a.mov(eax, 1u32)?;
+        a.hlt()
+    });
+    setup(&mut g, &prog);
+    let h = asm(64, |a| {
+        a.mov(r15, 1u64)?;
+        a.mov(r12, qword_ptr(rsp))?;
+        a.hlt()
+    });
+    g.write(HANDLERS + 0x800, &h);
+    gate64(&mut g, 1, HANDLERS + 0x800, 0, true);
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.gpr(15), 1, "#DB delivered");
+    assert_eq!(g.gpr(0), 1, "after the MOV that followed POPF");
+    assert_eq!(
+        g.gpr(12),
+        CODE + 4 + 1 + 8 + 1 + 5,
+        "trap RIP is the next instruction"
+    );
+    assert_eq!(g.cpu.unimplemented, 0);
+}
+
+#[test]
+fn xlat_in_real_mode() {
+    let mut g = Guest::new();
+    let code = asm(16, |a| {
+        a.mov(bx, 0x100u32)?;
+        a.mov(al, 3u32)?;
+        a.xlatb()?;
+        a.hlt()
+    });
+    g.set_real(&code);
+    g.ram
+        .write_slice(&[10, 11, 12, 13], GuestAddress(0x100))
+        .unwrap();
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.gpr(0) & 0xff, 13);
+}
+
+#[test]
+fn nmi_ignores_if_and_is_blocked_until_iret() {
+    let mut g = Guest::new();
+    let prog = asm(64, |a| {
+        a.cli()?;
+        a.hlt()?;
+        a.hlt()
+    });
+    setup(&mut g, &prog);
+    // The NMI handler counts in R15 and halts without IRET the first time.
+    let h = asm(64, |a| {
+        a.inc(r15)?;
+        a.hlt()?;
+        a.iretq()
+    });
+    g.write(HANDLERS + 0x800, &h);
+    gate64(&mut g, 2, HANDLERS + 0x800, 0, true);
+    g.cpu.state.gpr[15] = 0;
+    assert_eq!(g.run(), CpuExit::Halt);
+    g.cpu.raise_nmi();
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.gpr(15), 1, "NMI delivered with IF=0");
+    g.cpu.raise_nmi();
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.gpr(15), 1, "second NMI held while the handler runs");
+    // Resume the handler past its HLT (as if woken): IRETQ unblocks the held NMI.
+    g.cpu.halted = false;
+    assert_eq!(
+        g.run(),
+        CpuExit::Halt,
+        "IRETQ unblocks, the held NMI runs, handler halts"
+    );
+    assert_eq!(g.gpr(15), 2);
+}

@@ -165,9 +165,13 @@ fn random_bytes_never_panic() {
         x ^= x << 17;
         x
     };
+    let iters: usize = std::env::var("KEMU_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1200);
     let mut g = Guest::new();
     for mode in 0..3 {
-        for _ in 0..1200 {
+        for _ in 0..iters {
             let mut bytes = [0u8; 15];
             for b in bytes.iter_mut() {
                 *b = next() as u8;
@@ -186,6 +190,28 @@ fn random_bytes_never_panic() {
                 }
             }
             g.cpu.state.idtr.limit = 0;
+            if mode == 2 && next() % 2 == 0 {
+                // A working IDT (every vector → HLT), sometimes from ring 3 with random flags,
+                // so delivery, privilege checks and IRET-less handlers get exercised too.
+                g.write(0x1_8000, &[0xf4]);
+                for v in 0..256u64 {
+                    let t = 0x1_8000u64;
+                    let lo = (t & 0xffff) | 0x8 << 16 | 0x8eu64 << 40 | 3 << 45 | (t >> 16) << 48;
+                    g.write_u64(0x4000 + 16 * v, lo);
+                    g.write_u64(0x4008 + 16 * v, 0);
+                }
+                g.cpu.state.idtr = crate::accel::DescriptorTable {
+                    base: 0x4000,
+                    limit: 0xfff,
+                };
+                if next() % 2 == 0 {
+                    g.cpu.state.seg[crate::cpu::state::sreg::CS].selector = 0x2b;
+                    g.cpu.state.seg[crate::cpu::state::sreg::CS].dpl = 3;
+                    g.cpu.state.seg[crate::cpu::state::sreg::SS].selector = 0x33;
+                    g.cpu.state.seg[crate::cpu::state::sreg::SS].dpl = 3;
+                }
+                g.cpu.state.flags.set(next() & 0x3f_7fd5 & !0x100);
+            }
             let kick = AtomicBool::new(false);
             // A few rounds: HLT returns; faults end in shutdown (no IDT).
             for _ in 0..3 {

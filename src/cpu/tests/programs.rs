@@ -207,7 +207,7 @@ fn kick_interrupts_an_endless_loop() {
 fn tight_loop_mips() {
     let mut g = Guest::new();
     let code = asm(64, |a| {
-        a.mov(ecx, 10_000_000u32)?;
+        a.mov(ecx, 10_000_000u32)?; // 50 M guest instructions
         let mut top = a.create_label();
         a.set_label(&mut top)?;
         a.add(rax, rcx)?;
@@ -223,4 +223,41 @@ fn tight_loop_mips() {
     let dt = t.elapsed().as_secs_f64();
     let n = g.stats.instructions(0) as f64;
     println!("{n} instructions in {dt:.3} s: {:.1} MIPS", n / dt / 1e6);
+}
+
+#[test]
+fn code_epoch_revalidates_blocks_after_dma_like_writes() {
+    let mut g = Guest::new();
+    let code = asm(64, |a| {
+        a.mov(eax, 1u32)?;
+        a.hlt()
+    });
+    g.set_long(&code);
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.gpr(0), 1);
+    // Rewrite the code the way a device would (not through the CPU), bump the epoch.
+    let code2 = asm(64, |a| {
+        a.mov(eax, 2u32)?;
+        a.hlt()
+    });
+    g.ram.write_slice(&code2, GuestAddress(CODE)).unwrap();
+    g.cpu
+        .code_epoch()
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = g.cpu.state.clone();
+    let mut s = base.clone();
+    s.rip = CODE;
+    g.cpu.set_state(s);
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.gpr(0), 2, "the stale block was dropped");
+    // Unchanged code survives an epoch bump (revalidated, not re-decoded).
+    g.cpu
+        .code_epoch()
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let n = g.cpu.cached_blocks();
+    let mut s = base;
+    s.rip = CODE;
+    g.cpu.set_state(s);
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.cpu.cached_blocks(), n);
 }
