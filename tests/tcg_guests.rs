@@ -43,7 +43,11 @@ fn triple_fault_is_reported() {
         ],
         Duration::from_secs(60),
     );
-    assert!(r.stderr.contains("triple fault"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("triple fault") && r.stderr.contains("ud2"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -138,14 +138,7 @@ impl TcgVcpu {
     }
 
     fn crash(&mut self, reason: String) -> AccelError {
-        let state = self.cpu.state.to_vcpu_state();
-        let bytes = self.cpu.code_bytes_at_rip();
-        AccelError::Guest(Box::new(CrashReport {
-            reason,
-            vcpu: self.cpu.id(),
-            state: Some(state),
-            bytes,
-        }))
+        AccelError::Guest(Box::new(self.report(&reason)))
     }
 }
 
@@ -191,6 +184,15 @@ impl Vcpu for TcgVcpu {
 
     fn kicker(&self) -> Arc<dyn Kicker> {
         Arc::new(TcgKicker(self.kick.clone()))
+    }
+
+    fn report(&mut self, reason: &str) -> CrashReport {
+        CrashReport {
+            reason: reason.to_string(),
+            vcpu: self.cpu.id(),
+            state: Some(self.cpu.state.to_vcpu_state()),
+            bytes: self.cpu.code_bytes_at_rip(),
+        }
     }
 }
 
