@@ -8,6 +8,7 @@
 
 pub mod acpi_pm;
 pub mod bus;
+pub mod clock;
 pub mod cmos;
 pub mod debug_exit;
 pub mod i8042;
