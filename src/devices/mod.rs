@@ -15,6 +15,7 @@ pub mod i8042;
 #[cfg(test)]
 mod layout_tests;
 pub mod pci_host;
+pub mod pic;
 pub mod port61;
 pub mod port80;
 pub mod serial;
