@@ -16,6 +16,7 @@ pub mod i8042;
 mod layout_tests;
 pub mod pci_host;
 pub mod pic;
+pub mod pit;
 pub mod port61;
 pub mod port80;
 pub mod serial;
