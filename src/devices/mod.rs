@@ -12,6 +12,7 @@ pub mod clock;
 pub mod cmos;
 pub mod debug_exit;
 pub mod i8042;
+pub mod ioapic;
 #[cfg(test)]
 mod layout_tests;
 pub mod pci_host;
