@@ -15,7 +15,8 @@
 //!
 //! Modelled: modes 0-5 (6 and 7 are aliases of 2 and 3), lobyte/hibyte/lobyte-then-hibyte
 //! access, the counter-latch command, the read-back command (count and status), BCD counting,
-//! gate behaviour per mode (0/4 pause, 1/5 trigger, 2/3 stop and reload), null-count status.
+//! gate behaviour per mode (0/4 pause, 1/5 trigger, 2/3 hold with the output high, and reload on
+//! the rising gate), null-count status.
 //! Simplifications: a new count starts counting at once (no extra CLK cycle to load it), and a
 //! count rewritten in mode 2 or 3 while the counter runs restarts the period at once instead of
 //! at the end of the current one. Clock times in [`PitState`] are in the clock's own nanoseconds:
@@ -329,7 +330,9 @@ impl PitChannelState {
             2 | 3 if self.loaded => {
                 if rising {
                     self.start(now);
-                } else if !gate {
+                } else if !gate && self.gate {
+                    // The count holds while the gate is low; a rising gate reloads it.
+                    self.elapsed_base = self.elapsed(now);
                     self.running = false;
                 }
             }
@@ -736,6 +739,47 @@ mod tests {
     }
 
     #[test]
+    fn linux_oneshot_mode4_rearms_on_each_count() {
+        let (mut p, clock) = pit();
+        // pit_set_oneshot, then pit_next_event(delta) writes lobyte, hibyte with no control word.
+        out(&mut p, CONTROL, 0x38);
+        assert_eq!(p.next_irq0_deadline_ns(), None);
+        out(&mut p, 0, 0xe8);
+        out(&mut p, 0, 0x03); // 1000 ticks
+        assert_eq!(p.next_irq0_deadline_ns(), Some(1_000 + ticks_to_ns(1001)));
+        clock.advance(ticks_to_ns(500));
+        out(&mut p, 0, 100);
+        out(&mut p, 0, 0);
+        let d = p.next_irq0_deadline_ns().unwrap();
+        assert_eq!(d, clock.now_ns() + ticks_to_ns(101));
+        clock.set(d);
+        assert_eq!(p.poll_irq0(), 1);
+        assert_eq!(p.next_irq0_deadline_ns(), None);
+        clock.advance(1_000_000_000);
+        assert_eq!(p.poll_irq0(), 0);
+    }
+
+    #[test]
+    fn mode2_gate_low_holds_and_rising_gate_reloads() {
+        let (mut p, clock) = pit();
+        p.set_gate(2, true);
+        out(&mut p, CONTROL, 0xb4); // ch2, lohi, mode 2
+        out(&mut p, 2, 100);
+        out(&mut p, 2, 0);
+        clock.advance(ticks_to_ns(30));
+        p.set_gate(2, false);
+        clock.advance(ticks_to_ns(30));
+        assert_eq!(p.count(2), Some(70));
+        assert!(p.output(2));
+        p.set_gate(2, true);
+        assert_eq!(p.count(2), Some(100));
+        // Live lobyte/hibyte reads without a latch, as quick_pit_calibrate does.
+        clock.advance(ticks_to_ns(1));
+        assert_eq!(inb(&mut p, 2), 99);
+        assert_eq!(inb(&mut p, 2), 0);
+    }
+
+    #[test]
     fn bcd_counting() {
         let (mut p, clock) = pit();
         out(&mut p, CONTROL, 0x35); // ch0, lohi, mode 2, BCD
@@ -747,6 +791,82 @@ mod tests {
         assert_eq!(p.poll_irq0(), 1);
         assert_eq!(to_bcd(1234), 0x1234);
         assert_eq!(from_bcd(0x9999), 9999);
+    }
+
+    /// The machine's glue as the software-CPU PC will do it: PIT, PIC pair, port 0x61 and the
+    /// other legacy ports on one bus; channel 0's edges pulse IRQ 0 into the PIC.
+    #[test]
+    fn beside_the_other_legacy_ports_driving_the_pic() {
+        use super::super::pic::{self, Pic8259Pair};
+        use super::super::{cmos, i8042, port61, Bus, NoIrq};
+
+        let clock = Arc::new(ManualClock::new(0));
+        let pit = Arc::new(Mutex::new(Pit::new(clock.clone())));
+        let pic = Arc::new(Mutex::new(Pic8259Pair::new(Arc::new(|_| {}))));
+        let mut bus = Bus::new();
+        bus.insert(pit.clone(), u64::from(PIT_BASE), PIT_LEN)
+            .unwrap();
+        for (port, base, len) in pic::bus_ports(&pic) {
+            bus.insert(Arc::new(Mutex::new(port)), u64::from(base), len)
+                .unwrap();
+        }
+        let p61 = port61::Port61::new(Arc::new(PitChannel2Handle(pit.clone())));
+        bus.insert(
+            Arc::new(Mutex::new(p61)),
+            u64::from(port61::PORT61_BASE),
+            port61::PORT61_LEN,
+        )
+        .unwrap();
+        let kbc = Arc::new(Mutex::new(i8042::I8042::new(
+            Arc::new(NoIrq),
+            Arc::new(NoIrq),
+            Arc::new(i8042::tests::Events::default()),
+        )));
+        for (port, at) in i8042::bus_ports(&kbc) {
+            bus.insert(Arc::new(Mutex::new(port)), u64::from(at), i8042::PORT_LEN)
+                .unwrap();
+        }
+        let rtc = cmos::Cmos::new(32 << 20, 0, 1);
+        bus.insert(
+            Arc::new(Mutex::new(rtc)),
+            u64::from(cmos::CMOS_BASE),
+            cmos::CMOS_LEN,
+        )
+        .unwrap();
+
+        for (port, v) in [
+            (0x20, 0x11),
+            (0x21, 0x30),
+            (0x21, 0x04),
+            (0x21, 0x01),
+            (0xa0, 0x11),
+            (0xa1, 0x38),
+            (0xa1, 0x02),
+            (0xa1, 0x01),
+            (0x21, 0xfa),
+            (0xa1, 0xff),
+            (0x43, 0x34),
+            (0x40, LATCH_250 as u8),
+            (0x40, (LATCH_250 >> 8) as u8),
+        ] {
+            assert!(bus.write(port, &[v]));
+        }
+        let mut vectors = Vec::new();
+        for _ in 0..3 {
+            let deadline = pit.lock().unwrap().next_irq0_deadline_ns().unwrap();
+            clock.set(deadline);
+            if pit.lock().unwrap().poll_irq0() > 0 {
+                let mut pic = pic.lock().unwrap();
+                pic.set_irq(PIT_IRQ, true);
+                pic.set_irq(PIT_IRQ, false);
+            }
+            let mut pic = pic.lock().unwrap();
+            assert!(pic.has_interrupt());
+            vectors.push(pic.acknowledge());
+            pic.write_port(0x20, 0x60);
+        }
+        assert_eq!(vectors, [0x30; 3]);
+        assert_eq!(clock.now_ns(), ticks_to_ns(3 * u64::from(LATCH_250)));
     }
 
     #[test]
