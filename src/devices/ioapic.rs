@@ -420,6 +420,13 @@ mod tests {
         io.set_irq(9, true);
         io.write(IOEOI, &[0x29, 0, 0, 0]);
         assert_eq!(got.lock().unwrap().len(), 4);
+        // Linux's clear_IO_APIC_pin: a stuck remote IRR is cleared by switching to edge, masked.
+        io.set_irq(9, false);
+        assert_ne!(read_entry(&mut io, 9) & RTE_REMOTE_IRR, 0);
+        write_entry(&mut io, 9, RTE_MASKED | 0x29);
+        write_entry(&mut io, 9, RTE_MASKED | RTE_LEVEL | 0x29);
+        assert_eq!(read_entry(&mut io, 9) & RTE_REMOTE_IRR, 0);
+        assert_eq!(got.lock().unwrap().len(), 4);
     }
 
     #[test]

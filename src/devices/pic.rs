@@ -156,7 +156,7 @@ impl PicChipState {
         self.ltim || self.elcr & bit != 0
     }
 
-    /// Drive input `level_no` (0-7) to `level`.
+    /// Drive input `n` (0-7) to `level`.
     fn set_line(&mut self, n: u8, level: bool) {
         let bit = 1 << n;
         if self.is_level(bit) {
