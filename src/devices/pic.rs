@@ -177,11 +177,11 @@ impl PicChipState {
 
     /// The highest-priority level set in `bits`, as a priority rank (0 = highest).
     fn best_rank(&self, bits: u8) -> Option<u8> {
-        (0..8).find(|r| bits & (1 << ((r + self.priority_base) & 7)) != 0)
+        (0u8..8).find(|r| bits & (1 << (r.wrapping_add(self.priority_base) & 7)) != 0)
     }
 
     fn level_of_rank(&self, rank: u8) -> u8 {
-        (rank + self.priority_base) & 7
+        rank.wrapping_add(self.priority_base) & 7
     }
 
     /// The level this chip would present to the CPU now, if any: the highest-priority unmasked
@@ -775,6 +775,21 @@ mod tests {
         pic.write_port(0x20, OCW3_SELECT | OCW3_ESMM | OCW3_SMM);
         assert!(pic.has_interrupt());
         assert_eq!(pic.acknowledge(), 0x36);
+    }
+
+    #[test]
+    fn garbage_state_does_not_panic() {
+        let mut st = Pic8259PairState::default();
+        st.master.priority_base = 0xff;
+        st.master.irr = 0xff;
+        st.slave.vector_base = 0xff;
+        st.slave.irr = 0xff;
+        let mut pic = Pic8259Pair::from_state(st, Arc::new(|_| {}));
+        for _ in 0..20 {
+            pic.acknowledge();
+        }
+        pic.write_port(0x20, 0x20);
+        pic.set_irq(200, true);
     }
 
     #[test]

@@ -455,7 +455,7 @@ impl Pit {
         if !c.triggered || !c.running {
             return None;
         }
-        let tick = c.edge_tick(c.edges_seen + 1)?;
+        let tick = c.edge_tick(c.edges_seen.saturating_add(1))?;
         let to_go = tick.saturating_sub(c.elapsed_base);
         Some(c.run_start_ns.saturating_add(ticks_to_ns(to_go)))
     }
@@ -867,6 +867,41 @@ mod tests {
         }
         assert_eq!(vectors, [0x30; 3]);
         assert_eq!(clock.now_ns(), ticks_to_ns(3 * u64::from(LATCH_250)));
+    }
+
+    #[test]
+    fn garbage_state_does_not_panic() {
+        let (p, clock) = pit();
+        let mut st = p.state();
+        for c in st.channels.iter_mut() {
+            *c = PitChannelState {
+                mode: 0xff,
+                access: 0xff,
+                reload: 0xffff,
+                bcd: true,
+                triggered: true,
+                running: true,
+                edges_seen: u64::MAX,
+                elapsed_base: u64::MAX,
+                ..PitChannelState::default()
+            };
+        }
+        let mut p = Pit::from_state(st, clock.clone());
+        clock.set(u64::MAX);
+        let _ = (
+            p.poll_irq0(),
+            p.next_irq0_deadline_ns(),
+            p.output(0),
+            p.count(1),
+        );
+        out(&mut p, CONTROL, 0xc2 | 0x0c);
+        for _ in 0..4 {
+            inb(&mut p, 0);
+            inb(&mut p, 2);
+        }
+        out(&mut p, 1, 0);
+        p.set_gate(2, false);
+        p.set_gate(2, true);
     }
 
     #[test]
