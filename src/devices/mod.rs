@@ -8,12 +8,16 @@
 
 pub mod acpi_pm;
 pub mod bus;
+pub mod clock;
 pub mod cmos;
 pub mod debug_exit;
 pub mod i8042;
+pub mod ioapic;
 #[cfg(test)]
 mod layout_tests;
 pub mod pci_host;
+pub mod pic;
+pub mod pit;
 pub mod port61;
 pub mod port80;
 pub mod serial;
