@@ -347,7 +347,7 @@ fn ns_to_ticks(ns: u64) -> u64 {
 }
 
 /// The first clock time at which `ticks` ticks have passed.
-fn ticks_to_ns(ticks: u64) -> u64 {
+pub(super) fn ticks_to_ns(ticks: u64) -> u64 {
     let hz = u128::from(PIT_HZ);
     u64::try_from((u128::from(ticks) * NS_PER_S).div_ceil(hz)).unwrap_or(u64::MAX)
 }
@@ -791,82 +791,6 @@ mod tests {
         assert_eq!(p.poll_irq0(), 1);
         assert_eq!(to_bcd(1234), 0x1234);
         assert_eq!(from_bcd(0x9999), 9999);
-    }
-
-    /// The machine's glue as the software-CPU PC will do it: PIT, PIC pair, port 0x61 and the
-    /// other legacy ports on one bus; channel 0's edges pulse IRQ 0 into the PIC.
-    #[test]
-    fn beside_the_other_legacy_ports_driving_the_pic() {
-        use super::super::pic::{self, Pic8259Pair};
-        use super::super::{cmos, i8042, port61, Bus, NoIrq};
-
-        let clock = Arc::new(ManualClock::new(0));
-        let pit = Arc::new(Mutex::new(Pit::new(clock.clone())));
-        let pic = Arc::new(Mutex::new(Pic8259Pair::new(Arc::new(|_| {}))));
-        let mut bus = Bus::new();
-        bus.insert(pit.clone(), u64::from(PIT_BASE), PIT_LEN)
-            .unwrap();
-        for (port, base, len) in pic::bus_ports(&pic) {
-            bus.insert(Arc::new(Mutex::new(port)), u64::from(base), len)
-                .unwrap();
-        }
-        let p61 = port61::Port61::new(Arc::new(PitChannel2Handle(pit.clone())));
-        bus.insert(
-            Arc::new(Mutex::new(p61)),
-            u64::from(port61::PORT61_BASE),
-            port61::PORT61_LEN,
-        )
-        .unwrap();
-        let kbc = Arc::new(Mutex::new(i8042::I8042::new(
-            Arc::new(NoIrq),
-            Arc::new(NoIrq),
-            Arc::new(i8042::tests::Events::default()),
-        )));
-        for (port, at) in i8042::bus_ports(&kbc) {
-            bus.insert(Arc::new(Mutex::new(port)), u64::from(at), i8042::PORT_LEN)
-                .unwrap();
-        }
-        let rtc = cmos::Cmos::new(32 << 20, 0, 1);
-        bus.insert(
-            Arc::new(Mutex::new(rtc)),
-            u64::from(cmos::CMOS_BASE),
-            cmos::CMOS_LEN,
-        )
-        .unwrap();
-
-        for (port, v) in [
-            (0x20, 0x11),
-            (0x21, 0x30),
-            (0x21, 0x04),
-            (0x21, 0x01),
-            (0xa0, 0x11),
-            (0xa1, 0x38),
-            (0xa1, 0x02),
-            (0xa1, 0x01),
-            (0x21, 0xfa),
-            (0xa1, 0xff),
-            (0x43, 0x34),
-            (0x40, LATCH_250 as u8),
-            (0x40, (LATCH_250 >> 8) as u8),
-        ] {
-            assert!(bus.write(port, &[v]));
-        }
-        let mut vectors = Vec::new();
-        for _ in 0..3 {
-            let deadline = pit.lock().unwrap().next_irq0_deadline_ns().unwrap();
-            clock.set(deadline);
-            if pit.lock().unwrap().poll_irq0() > 0 {
-                let mut pic = pic.lock().unwrap();
-                pic.set_irq(PIT_IRQ, true);
-                pic.set_irq(PIT_IRQ, false);
-            }
-            let mut pic = pic.lock().unwrap();
-            assert!(pic.has_interrupt());
-            vectors.push(pic.acknowledge());
-            pic.write_port(0x20, 0x60);
-        }
-        assert_eq!(vectors, [0x30; 3]);
-        assert_eq!(clock.now_ns(), ticks_to_ns(3 * u64::from(LATCH_250)));
     }
 
     #[test]
