@@ -28,3 +28,76 @@ pub fn run_vcpu(mut vcpu: Box<dyn Vcpu>, control: Arc<Control>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::accel::{Kicker, VcpuState};
+
+    /// A vCPU that returns scripted exits.
+    struct Scripted(VecDeque<Result<VcpuExit, AccelError>>);
+
+    struct NoKick;
+    impl Kicker for NoKick {
+        fn kick(&self) {}
+    }
+
+    impl Vcpu for Scripted {
+        fn id(&self) -> usize {
+            0
+        }
+        fn run(&mut self) -> Result<VcpuExit, AccelError> {
+            self.0
+                .pop_front()
+                .unwrap_or_else(|| Err(AccelError::Other("script ran out".into())))
+        }
+        fn state(&mut self) -> Result<VcpuState, AccelError> {
+            Ok(VcpuState::reset())
+        }
+        fn set_state(&mut self, _: &VcpuState) -> Result<(), AccelError> {
+            Ok(())
+        }
+        fn kicker(&self) -> Arc<dyn Kicker> {
+            Arc::new(NoKick)
+        }
+    }
+
+    fn outcome_of(script: Vec<Result<VcpuExit, AccelError>>) -> Outcome {
+        let control = Control::new();
+        run_vcpu(Box::new(Scripted(script.into())), control.clone());
+        control
+            .outcome()
+            .expect("the loop ends only with an outcome")
+    }
+
+    #[test]
+    fn halts_and_kicks_resume_then_shutdown_resets() {
+        let o = outcome_of(vec![
+            Ok(VcpuExit::Halt),
+            Ok(VcpuExit::Interrupted),
+            Ok(VcpuExit::Shutdown),
+        ]);
+        assert!(matches!(o, Outcome::Reset));
+    }
+
+    #[test]
+    fn guest_crash_and_accelerator_failure_are_kept_apart() {
+        let report = Box::new(crate::accel::CrashReport {
+            reason: "test".into(),
+            vcpu: 0,
+            state: None,
+            bytes: Vec::new(),
+        });
+        assert!(matches!(
+            outcome_of(vec![Err(AccelError::Guest(report))]),
+            Outcome::Crash(_)
+        ));
+        assert!(matches!(
+            outcome_of(vec![Ok(VcpuExit::Reset), Ok(VcpuExit::Halt)]),
+            Outcome::Reset
+        ));
+        assert!(matches!(outcome_of(vec![]), Outcome::Failed(_)));
+    }
+}
