@@ -157,3 +157,8 @@ fn host_input_reaches_the_guest_serial_port() {
     assert_eq!(r.stdout, common::expected("echo"), "{}", r.stderr);
     assert_eq!(r.status, Some(1), "{}", r.stderr);
 }
+
+#[test]
+fn pit_and_pic_interrupts_wake_hlt() {
+    run_guest("pit_irq.bin", "pit_irq", 1, "1");
+}

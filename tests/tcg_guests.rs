@@ -147,3 +147,8 @@ fn boot_stages_are_traced() {
     assert!(text.contains("exit statistics (tcg accelerator"));
     let _ = std::fs::remove_file(log);
 }
+
+#[test]
+fn pit_and_pic_interrupts_wake_hlt() {
+    run_guest("tcg", "pit_irq.bin", "pit_irq", 1, "1");
+}

@@ -45,6 +45,17 @@ pub trait IrqChip: Send + Sync {
     fn set_irq(&self, gsi: u32, level: bool);
 }
 
+/// The INTR/INTA pair of an 8259-style interrupt controller, as a CPU without a local APIC (or
+/// with LINT0 in ExtINT mode) sees it. The machine implements it over its PIC; the software CPU
+/// asks it at instruction-block boundaries.
+pub trait InterruptSource: Send + Sync {
+    /// Whether INTR is asserted.
+    fn pending(&self) -> bool;
+    /// The interrupt-acknowledge cycle: the vector to deliver (a spurious vector if the request
+    /// went away).
+    fn acknowledge(&self) -> u8;
+}
+
 /// Why [`Vcpu::run`] returned: only what the machine must decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VcpuExit {

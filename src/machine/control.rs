@@ -101,6 +101,17 @@ impl Control {
         }
     }
 
+    /// Sleep up to `timeout`, returning early when the run ends.
+    pub fn sleep(&self, timeout: Duration) {
+        let gen = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stopping() {
+            return;
+        }
+        let _ = self
+            .wake
+            .wait_timeout_while(gen, timeout, |_| !self.stopping());
+    }
+
     /// Block a halted vCPU until something may have woken it (a kick, an interrupt) or
     /// `timeout` passes.
     pub fn wait_halted(&self, timeout: Duration) {

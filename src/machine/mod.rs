@@ -12,6 +12,7 @@ mod config;
 pub mod console;
 mod control;
 mod io;
+mod legacy_irq;
 pub mod memory;
 mod pc;
 mod trace;
@@ -100,10 +101,16 @@ fn read_inputs(config: &MachineConfig) -> Result<(Vec<u8>, Option<Vec<u8>>), Mac
     Ok((image, initrd))
 }
 
-fn open_accel(kind: AccelKind) -> Result<Arc<dyn Accelerator>, MachineError> {
+/// The accelerator, and the software CPU's concrete handle when that is the one.
+type OpenedAccel = (Arc<dyn Accelerator>, Option<Arc<Tcg>>);
+
+fn open_accel(kind: AccelKind) -> Result<OpenedAccel, MachineError> {
     Ok(match kind {
-        AccelKind::Kvm => Arc::new(KvmAccel::open()?),
-        AccelKind::Tcg => Arc::new(Tcg::new()),
+        AccelKind::Kvm => (Arc::new(KvmAccel::open()?), None),
+        AccelKind::Tcg => {
+            let tcg = Arc::new(Tcg::new());
+            (tcg.clone(), Some(tcg))
+        }
     })
 }
 
@@ -115,7 +122,7 @@ fn run_once(
     host_console: &pc::HostConsole,
     trace: &Arc<trace::Trace>,
 ) -> Result<Outcome, MachineError> {
-    let accel = open_accel(config.accel)?;
+    let (accel, tcg) = open_accel(config.accel)?;
     let ram = Arc::new(memory::create_ram(config.ram_size)?);
     accel.map_ram(&ram)?;
     let boot_cfg = boot::BootConfig {
@@ -133,9 +140,23 @@ fn run_once(
     );
 
     let control = Control::new();
+    let mut pio = crate::devices::Bus::new();
+    // Under KVM the in-kernel irqchip and PIT serve these; our CPU needs ours.
+    let legacy = match &tcg {
+        Some(tcg) => {
+            let legacy = legacy_irq::LegacyIrq::build(&mut pio, &control).map_err(pc::bus_err)?;
+            tcg.set_interrupt_source(legacy.interrupt_source());
+            Some(legacy)
+        }
+        None => None,
+    };
+    let chip = legacy
+        .as_ref()
+        .map_or_else(|| accel.irq_chip(), |l| l.chip());
     let io = Arc::new(pc::build_devices(
         config,
-        &accel,
+        pio,
+        chip,
         &control,
         host_console,
         trace,
@@ -165,7 +186,14 @@ fn run_once(
             .map_err(MachineError::Thread)?;
         threads.push(handle);
     }
+    let ticker = match &legacy {
+        Some(l) => Some(l.spawn_pit_ticker(control.clone())?),
+        None => None,
+    };
     control.wait_finished();
+    if let Some(t) = ticker {
+        let _ = t.join();
+    }
     for t in threads {
         if t.join().is_err() {
             control.finish(Outcome::Failed("a vCPU thread panicked".into()));

@@ -11,8 +11,8 @@
 //! | PCI host + 0xCF9| 0xcf8-0xcff      | -         |
 //! | isa-debug-exit  | `-device` iobase | -         |
 //!
-//! Under KVM the in-kernel irqchip also serves the PIC (0x20, 0xa0), the PIT (0x40-0x43) and
-//! port 0x61, so they never reach these buses.
+//! The PIC (0x20, 0xa0, ELCR 0x4d0), the PIT (0x40-0x43) and port 0x61 are KVM's in-kernel
+//! devices under KVM and ours (`legacy_irq.rs`) under the software CPU.
 
 use std::sync::{Arc, Mutex};
 
@@ -22,7 +22,7 @@ use super::control::{Control, Outcome};
 use super::io::MachineIo;
 use super::trace::Trace;
 use super::MachineError;
-use crate::accel::{Accelerator, IrqChip};
+use crate::accel::IrqChip;
 use crate::devices::acpi_pm::{AcpiPm, PM_BASE, PM_LEN, SCI_IRQ};
 use crate::devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN, RTC_IRQ};
 use crate::devices::debug_exit::DebugExit;
@@ -171,21 +171,22 @@ fn line(chip: &Arc<dyn IrqChip>, gsi: u32) -> Arc<dyn IrqLine> {
     })
 }
 
-fn bus_err(e: BusError) -> MachineError {
+pub fn bus_err(e: BusError) -> MachineError {
     MachineError::Failed(format!("device layout: {e}"))
 }
 
 /// Build the PC's devices and the buses they sit on.
+/// Build the PC's devices on `pio` (which may already hold the interrupt controllers) with
+/// their interrupt lines on `chip`.
 pub fn build_devices(
     config: &MachineConfig,
-    accel: &Arc<dyn Accelerator>,
+    mut pio: Bus,
+    chip: Arc<dyn IrqChip>,
     control: &Arc<Control>,
     console: &HostConsole,
     trace: &Arc<Trace>,
 ) -> Result<MachineIo, MachineError> {
-    let chip = accel.irq_chip();
     let events: Arc<dyn SystemEvents> = control.clone();
-    let mut pio = Bus::new();
 
     let com1 = Arc::new(Mutex::new(Com1::new(
         console.output()?,

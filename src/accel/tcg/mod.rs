@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    AccelError, Accelerator, CrashReport, ExitReason, GuestRam, IrqChip, Kicker, Vcpu, VcpuContext,
-    VcpuExit, VcpuState,
+    AccelError, Accelerator, CrashReport, ExitReason, GuestRam, InterruptSource, IrqChip, Kicker,
+    Vcpu, VcpuContext, VcpuExit, VcpuState,
 };
 use crate::cpu::state::CpuState;
 use crate::cpu::{Cpu, CpuExit};
@@ -22,12 +22,22 @@ use crate::cpu::{Cpu, CpuExit};
 pub struct Tcg {
     ram: Mutex<Option<Arc<GuestRam>>>,
     irq: Arc<TcgIrqChip>,
+    /// The machine's interrupt controller: its INTR goes to vCPU 0 (virtual wire).
+    interrupts: Mutex<Option<Arc<dyn InterruptSource>>>,
 }
 
 impl Tcg {
     /// A new accelerator with no RAM mapped yet.
     pub fn new() -> Self {
         Tcg::default()
+    }
+
+    /// Connect the machine's interrupt controller to vCPU 0 (before `create_vcpu`). Without
+    /// one, vCPUs see no external interrupts.
+    pub fn set_interrupt_source(&self, source: Arc<dyn InterruptSource>) {
+        if let Ok(mut slot) = self.interrupts.lock() {
+            *slot = Some(source);
+        }
     }
 
     /// The interrupt-line recorder (concrete type, for the machine and tests).
@@ -93,7 +103,11 @@ impl Accelerator for Tcg {
     }
 
     fn create_vcpu(&self, id: usize, ctx: VcpuContext) -> Result<Box<dyn Vcpu>, AccelError> {
-        Ok(Box::new(TcgVcpu::new(id, ctx)))
+        let mut vcpu = TcgVcpu::new(id, ctx);
+        if id == 0 {
+            vcpu.interrupts = self.interrupts.lock().ok().and_then(|s| s.clone());
+        }
+        Ok(Box::new(vcpu))
     }
 }
 
@@ -111,7 +125,15 @@ pub struct TcgVcpu {
     cpu: Cpu,
     kick: Arc<AtomicBool>,
     stats: Arc<super::ExitStats>,
+    interrupts: Option<Arc<dyn InterruptSource>>,
 }
+
+/// With an interrupt controller attached, the CPU runs in slices of this many instructions, so
+/// an INTR that is raised while IF = 0 is taken soon after the guest sets IF again.
+const INTERRUPT_SLICE: u64 = 200_000;
+
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
 
 impl TcgVcpu {
     /// A vCPU in the RESET state over the context's RAM and I/O.
@@ -122,6 +144,7 @@ impl TcgVcpu {
             cpu,
             kick: Arc::new(AtomicBool::new(false)),
             stats: ctx.stats,
+            interrupts: None,
         }
     }
 
@@ -130,6 +153,19 @@ impl TcgVcpu {
     /// owns the CPU); to interrupt a running vCPU, kick it first.
     pub fn raise_external(&mut self, vector: u8) {
         self.cpu.raise_external(vector);
+    }
+
+    fn interrupts_enabled(&self) -> bool {
+        self.cpu.state.flags.get() & RFLAGS_IF != 0
+    }
+
+    /// INTA: when INTR is up, the CPU accepts interrupts and none is latched yet, take the
+    /// vector from the controller and latch it into the CPU.
+    fn take_external_interrupt(&mut self, source: &dyn InterruptSource) {
+        if self.cpu.pending_external().is_none() && self.interrupts_enabled() && source.pending() {
+            let vector = source.acknowledge();
+            self.cpu.raise_external(vector);
+        }
     }
 
     /// The CPU itself (tests, debugger, MSR access).
@@ -149,7 +185,23 @@ impl Vcpu for TcgVcpu {
 
     fn run(&mut self) -> Result<VcpuExit, AccelError> {
         let id = self.cpu.id();
-        match self.cpu.run(&self.kick) {
+        let exit = loop {
+            let Some(source) = self.interrupts.clone() else {
+                break self.cpu.run(&self.kick);
+            };
+            self.take_external_interrupt(&*source);
+            let before = self.stats.instructions(id);
+            let exit = self.cpu.run_limited(&self.kick, INTERRUPT_SLICE);
+            let sliced = self.stats.instructions(id) - before >= INTERRUPT_SLICE;
+            match exit {
+                // The slice ran out (not a kick): look at INTR and go on.
+                CpuExit::Interrupted if sliced => continue,
+                // HLT with IF = 1 while INTR is already up: deliver instead of sleeping.
+                CpuExit::Halt if source.pending() && self.interrupts_enabled() => continue,
+                other => break other,
+            }
+        };
+        match exit {
             CpuExit::Halt => Ok(VcpuExit::Halt),
             CpuExit::Interrupted => {
                 self.stats.count(id, ExitReason::Interrupted);
