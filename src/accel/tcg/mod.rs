@@ -126,6 +126,10 @@ pub struct TcgVcpu {
     kick: Arc<AtomicBool>,
     stats: Arc<super::ExitStats>,
     interrupts: Option<Arc<dyn InterruptSource>>,
+    /// Application processors wait for INIT/SIPI before they run; until the local APIC exists
+    /// nothing sends them, so they stay parked (halted) instead of executing from the reset
+    /// vector into whatever memory holds.
+    waiting_for_sipi: bool,
 }
 
 /// With an interrupt controller attached, the CPU runs in slices of this many instructions, so
@@ -145,6 +149,7 @@ impl TcgVcpu {
             kick: Arc::new(AtomicBool::new(false)),
             stats: ctx.stats,
             interrupts: None,
+            waiting_for_sipi: id != 0,
         }
     }
 
@@ -185,6 +190,10 @@ impl Vcpu for TcgVcpu {
 
     fn run(&mut self) -> Result<VcpuExit, AccelError> {
         let id = self.cpu.id();
+        if self.waiting_for_sipi {
+            self.kick.store(false, Ordering::Relaxed);
+            return Ok(VcpuExit::Halt);
+        }
         let exit = loop {
             let Some(source) = self.interrupts.clone() else {
                 break self.cpu.run(&self.kick);
@@ -231,6 +240,8 @@ impl Vcpu for TcgVcpu {
         };
         s.tsc = self.cpu.state.tsc;
         self.cpu.set_state(s);
+        // A state given explicitly (boot entry, snapshot, test) is one to run from.
+        self.waiting_for_sipi = false;
         Ok(())
     }
 
