@@ -46,7 +46,10 @@ mod tests {
         let z = deflate_cluster(&data).unwrap();
         assert!(z.len() < data.len());
         assert_eq!(inflate_cluster(&z, 65536).unwrap(), data);
-        assert!(inflate_cluster(&z, 4096).is_err());
+        // Like qemu, a stream that fills the cluster is accepted even if it goes on.
+        assert!(inflate_cluster(&z, 4096).is_ok());
+        let short = deflate_cluster(&data[..4096]).unwrap();
+        assert!(inflate_cluster(&short, 65536).is_err());
         assert!(inflate_cluster(&[0xff, 0xff, 0xff], 4096).is_err());
     }
 }
