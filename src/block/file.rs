@@ -42,6 +42,23 @@ impl ImageFile {
         })
     }
 
+    /// Creates `path` (or empties it) under an exclusive lock, so an image in use by another
+    /// kemu is never truncated under it. The lock is held until the returned file is closed.
+    pub fn create_locked(path: &Path) -> Result<File, BlockError> {
+        let name = path.display().to_string();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| BlockError::io(&name, "creating the image", e))?;
+        lock_file(&file, &name, true)?;
+        file.set_len(0)
+            .map_err(|e| BlockError::io(&name, "truncating the image", e))?;
+        Ok(file)
+    }
+
     /// Reads exactly `buf.len()` bytes at `off`; short reads (past EOF) are errors.
     pub fn read_exact(&self, off: u64, buf: &mut [u8], what: &str) -> Result<(), BlockError> {
         self.file

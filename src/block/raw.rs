@@ -64,7 +64,7 @@ impl BlockDevice for RawImage {
 /// Creates (or truncates) a sparse raw image of `size` bytes.
 pub fn create(path: &Path, size: u64) -> Result<(), BlockError> {
     let name = path.display().to_string();
-    let f = std::fs::File::create(path).map_err(|e| BlockError::io(&name, "creating", e))?;
+    let f = ImageFile::create_locked(path)?;
     f.set_len(size)
         .map_err(|e| BlockError::io(&name, format!("setting the length to {size}"), e))
 }

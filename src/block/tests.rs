@@ -224,6 +224,13 @@ fn second_writer_is_locked_out() {
     assert!(matches!(e, BlockError::Locked { .. }), "{e}");
     assert!(e.to_string().contains("in use by another process"), "{e}");
     assert!(open_image(&p, None, true).is_err());
+    // Re-creating an image in use must not truncate it.
+    let before = hash_file(&p);
+    assert!(matches!(
+        create_raw(&p, 4096),
+        Err(BlockError::Locked { .. })
+    ));
+    assert_eq!(hash_file(&p), before);
     drop(_a);
     let _r1 = open_image(&p, None, true).unwrap();
     let _r2 = open_image(&p, None, true).unwrap();

@@ -2,7 +2,6 @@
 //! backing file name) in cluster 0, then the refcount table, refcount blocks and the L1 table,
 //! all with refcount 1, laid out so `qemu-img check` finds nothing to say.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -11,7 +10,7 @@ use super::header::{
 };
 use super::refcount::set_entry;
 use super::table::encode_table;
-use crate::block::{BlockError, Format};
+use crate::block::{BlockError, Format, ImageFile};
 
 const REFCOUNT_ORDER: u32 = 4;
 
@@ -144,7 +143,7 @@ pub fn create(
         set_entry(&mut rbs, REFCOUNT_ORDER, c, 1);
     }
 
-    let f = File::create(path).map_err(|e| BlockError::io(&name, "creating", e))?;
+    let f = ImageFile::create_locked(path)?;
     let w = |off: u64, b: &[u8], what: &str| {
         f.write_all_at(b, off)
             .map_err(|e| BlockError::io(&name, format!("writing {what} at 0x{off:x}"), e))

@@ -365,7 +365,8 @@ impl Header {
             return Ok(());
         }
         let (off, len) = (self.backing_file_offset, u64::from(self.backing_file_size));
-        if len > 1023 || off + len > self.cluster_size() || off + len > f.len {
+        let end = off.saturating_add(len);
+        if len > 1023 || end > self.cluster_size() || end > f.len {
             return Err(BlockError::corrupt(
                 &f.name,
                 format!("backing file name at 0x{off:x} ({len} bytes) is outside the first cluster or the file"),
