@@ -18,6 +18,9 @@ pub struct ImageFile {
     pub len: u64,
     /// Opened without write access.
     pub read_only: bool,
+    /// Tests: writes left before every write fails, to simulate the process dying mid-update.
+    #[cfg(test)]
+    pub write_budget: Option<u64>,
 }
 
 impl ImageFile {
@@ -39,6 +42,8 @@ impl ImageFile {
             name,
             len,
             read_only,
+            #[cfg(test)]
+            write_budget: None,
         })
     }
 
@@ -84,6 +89,17 @@ impl ImageFile {
                 file: self.name.clone(),
                 why: "the image is open read-only".into(),
             });
+        }
+        #[cfg(test)]
+        if let Some(b) = self.write_budget.as_mut() {
+            if *b == 0 {
+                return Err(BlockError::io(
+                    &self.name,
+                    format!("writing {what} at 0x{off:x}"),
+                    std::io::Error::other("injected crash"),
+                ));
+            }
+            *b -= 1;
         }
         self.file
             .write_all_at(buf, off)

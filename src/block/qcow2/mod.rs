@@ -118,6 +118,12 @@ impl Qcow2 {
         Ok(img)
     }
 
+    /// Tests: let only `n` more writes reach the file (simulated crash after that).
+    #[cfg(test)]
+    pub(crate) fn set_write_budget(&mut self, n: u64) {
+        self.f.write_budget = Some(n);
+    }
+
     /// The validated header.
     pub fn header(&self) -> &Header {
         &self.h
