@@ -429,6 +429,7 @@ fn put(p: &Path, off: u64, bytes: &[u8]) {
 }
 
 fn corrupt_case(tag: &str, damage: impl Fn(&Path, &Qcow2), expect: &str) {
+    eprintln!("corrupt case {tag}");
     let dir = TempDir::new("corrupt");
     let p = dir.path(&format!("{tag}.qcow2"));
     create_qcow2(&p, 4 << 20, 16, None).unwrap();
@@ -543,6 +544,32 @@ fn corrupt_images_are_refused_untouched() {
             put(p, l2, &(0x8000_0000_0900_0000u64).to_be_bytes())
         },
         "data cluster at 0x9000000 for guest offset 0x0",
+    );
+    // A data cluster aliasing the header (COPIED, so writable in place) must not be written.
+    corrupt_case(
+        "alias",
+        |p, d| {
+            let data = std::fs::read(p).unwrap();
+            let l1e = u64::from_be_bytes(
+                data[d.header().l1_table_offset as usize..][..8]
+                    .try_into()
+                    .unwrap(),
+            );
+            put(
+                p,
+                l1e & table_mask(),
+                &(0x8000_0000_0000_0000u64 | 0x10000).to_be_bytes(),
+            )
+        },
+        "overlaps the refcount table",
+    );
+    corrupt_case(
+        "l2alias",
+        |p, d| {
+            let e = 0x8000_0000_0001_0000u64;
+            put(p, d.header().l1_table_offset, &e.to_be_bytes())
+        },
+        "L2 table at 0x10000 for L1 index 0 overlaps the refcount table",
     );
 }
 

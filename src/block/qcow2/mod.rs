@@ -13,7 +13,7 @@ mod refcount;
 mod resize;
 pub mod table;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use self::header::{Header, INCOMPAT_CORRUPT, INCOMPAT_DIRTY};
@@ -33,6 +33,10 @@ pub struct Qcow2 {
     l1: Vec<u64>,
     /// Refcount table entries (offsets of refcount blocks).
     rt: Vec<u64>,
+    /// Offsets of the refcount blocks and of the active L2 tables: a data cluster pointing at
+    /// one of them is corruption that an in-place write would turn into destruction.
+    rb_set: HashSet<u64>,
+    l2_set: HashSet<u64>,
     l2_cache: HashMap<u64, Vec<u64>>,
     backing: Option<Box<dyn BlockDevice>>,
     /// Why writes are refused (corruption found), if they are.
@@ -97,11 +101,14 @@ impl Qcow2 {
             None => None,
         };
         let end = f.len.div_ceil(cs) * cs;
+        let rb_set = rt.iter().copied().filter(|e| *e != 0).collect();
         let mut img = Qcow2 {
             f,
             h,
             l1,
             rt,
+            rb_set,
+            l2_set: HashSet::new(),
             l2_cache: HashMap::new(),
             backing,
             broken: None,
@@ -109,6 +116,7 @@ impl Qcow2 {
             growing_rt: false,
             inflated: None,
         };
+        img.index_l2_tables()?;
         if !read_only && img.h.autoclear != 0 {
             // We do not maintain the structures autoclear bits vouch for (e.g. bitmaps).
             img.f
@@ -122,6 +130,43 @@ impl Qcow2 {
     #[cfg(test)]
     pub(crate) fn set_write_budget(&mut self, n: u64) {
         self.f.write_budget = Some(n);
+    }
+
+    /// Names the metadata structure holding the cluster at `host`, if any.
+    fn metadata_at(&self, host: u64) -> Option<&'static str> {
+        let cs = self.cs();
+        let c = host & !(cs - 1);
+        let within = |start: u64, bytes: u64| c >= start && c < start + bytes.div_ceil(cs) * cs;
+        let rt_bytes = u64::from(self.h.refcount_table_clusters) * cs;
+        if c == 0 {
+            Some("the header")
+        } else if within(self.h.l1_table_offset, self.l1.len() as u64 * 8) {
+            Some("the L1 table")
+        } else if within(self.h.refcount_table_offset, rt_bytes) {
+            Some("the refcount table")
+        } else if self.rb_set.contains(&c) {
+            Some("a refcount block")
+        } else if self.l2_set.contains(&c) {
+            Some("an L2 table")
+        } else {
+            None
+        }
+    }
+
+    /// Records the active L2 tables, refusing ones that overlap other metadata or each other.
+    fn index_l2_tables(&mut self) -> Result<(), BlockError> {
+        for i in 0..self.l1.len() {
+            let off = self.l1[i] & OFFSET_MASK;
+            if off == 0 {
+                continue;
+            }
+            if let Some(what) = self.metadata_at(off) {
+                let msg = format!("L2 table at 0x{off:x} for L1 index {i} overlaps {what}");
+                return Err(BlockError::corrupt(&self.f.name, msg));
+            }
+            self.l2_set.insert(off);
+        }
+        Ok(())
     }
 
     /// The validated header.
@@ -211,6 +256,20 @@ impl Qcow2 {
             )),
             _ => Ok(()),
         };
+        let host = match m {
+            Mapping::Data { host, .. } | Mapping::Zero { host: Some(host) } => Some(host),
+            _ => None,
+        };
+        let r = r.and_then(|()| match host.and_then(|h| self.metadata_at(h)) {
+            Some(what) => Err(BlockError::corrupt(
+                &self.f.name,
+                format!(
+                    "data cluster at 0x{:x}{ctx} overlaps {what}",
+                    host.unwrap_or(0)
+                ),
+            )),
+            None => Ok(()),
+        });
         if let Err(BlockError::Corrupt { msg, .. }) = &r {
             self.broken = Some(msg.clone());
         }
@@ -312,7 +371,9 @@ impl Qcow2 {
             .write_all(new, &encode_table(&table), "new L2 table")?;
         self.l2_cache.insert(new, table);
         self.write_l1_entry(l1_idx, new | COPIED)?;
+        self.l2_set.insert(new);
         if old != 0 {
+            self.l2_set.remove(&old);
             self.l2_cache.remove(&old);
             self.update_refcount(old >> self.h.cluster_bits, -1)?;
         }

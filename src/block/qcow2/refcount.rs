@@ -132,6 +132,7 @@ impl Qcow2 {
                 .write_all(at, &rb.to_be_bytes(), "refcount table entry")?;
         }
         self.rt[rt_idx] = rb;
+        self.rb_set.insert(rb);
         if !self_covered {
             self.update_refcount(rb_cluster, 1)?;
         }
