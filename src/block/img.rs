@@ -287,14 +287,17 @@ fn check(o: &Opts) -> Result<i32, String> {
             n as f64 * 100.0 / r.allocated as f64
         }
     };
-    println!(
-        "{}/{} = {:.2}% allocated, {:.2}% fragmented, {:.2}% compressed clusters",
-        r.allocated,
-        r.total,
-        pct(r.allocated),
-        frac(r.fragmented),
-        frac(r.compressed)
-    );
+    // Like qemu-img, the statistics line only when something is allocated.
+    if r.allocated > 0 {
+        println!(
+            "{}/{} = {:.2}% allocated, {:.2}% fragmented, {:.2}% compressed clusters",
+            r.allocated,
+            r.total,
+            pct(r.allocated),
+            frac(r.fragmented),
+            frac(r.compressed)
+        );
+    }
     println!("Image end offset: {}", r.image_end);
     Ok(if r.corruptions > 0 {
         2

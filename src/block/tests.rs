@@ -100,6 +100,30 @@ fn scribble(d: &mut dyn BlockDevice, model: &mut [u8], seed: u8) {
 fn qemu_check_clean(p: &Path) {
     let (code, out) = run("qemu-img", &["check", s(p)]);
     assert_eq!(code, 0, "qemu-img check {}:\n{out}", p.display());
+    // Our check agrees on the statistics qemu prints.
+    let r = qcow2::check::check(p).unwrap();
+    assert_eq!((r.corruptions, r.leaks), (0, 0), "{:?}", r.messages);
+    let ours = format!("{}/{} = ", r.allocated, r.total);
+    assert_eq!(
+        out.contains(&ours),
+        r.allocated > 0,
+        "qemu: {out}\nours: {ours}"
+    );
+    let compressed = if r.allocated == 0 {
+        0.0
+    } else {
+        r.compressed as f64 * 100.0 / r.allocated as f64
+    };
+    let c = format!("{compressed:.2}% compressed");
+    assert_eq!(
+        out.contains(&c),
+        r.allocated > 0,
+        "qemu: {out}\nours: {r:?}"
+    );
+    assert!(
+        out.contains(&format!("Image end offset: {}", r.image_end)),
+        "qemu: {out}\nours: {r:?}"
+    );
 }
 
 fn qemu_to_raw(dir: &TempDir, p: &Path) -> Vec<u8> {
