@@ -8,7 +8,8 @@ use super::qcow2::{self, Qcow2};
 use super::raw::RawImage;
 use super::{open_image, probe_format, BlockDevice, BlockError, Format};
 
-const USAGE: &str = "usage: kemu img create -f raw|qcow2 [-b BACKING -F FMT] FILE [SIZE]
+const USAGE: &str =
+    "usage: kemu img create -f raw|qcow2 [-o cluster_size=N] [-b BACKING -F FMT] FILE [SIZE]
        kemu img info [-f FMT] FILE
        kemu img check [-f FMT] FILE
        kemu img convert [-f FMT] [-O raw|qcow2] IN OUT
@@ -80,6 +81,7 @@ struct Opts {
     out_fmt: Option<String>,
     backing: Option<String>,
     backing_fmt: Option<String>,
+    options: Vec<String>,
     pos: Vec<String>,
 }
 
@@ -89,6 +91,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         out_fmt: None,
         backing: None,
         backing_fmt: None,
+        options: Vec::new(),
         pos: Vec::new(),
     };
     let mut it = args.iter();
@@ -103,6 +106,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "-O" => o.out_fmt = Some(val("-O")?),
             "-b" => o.backing = Some(val("-b")?),
             "-F" => o.backing_fmt = Some(val("-F")?),
+            "-o" => o.options.push(val("-o")?),
             "-q" | "-p" => {}
             s if s.starts_with('-') && s.len() > 1 && !s.starts_with("-0") => {
                 return Err(format!("unknown option '{s}'\n{USAGE}"))
@@ -151,8 +155,31 @@ fn one_file(o: &Opts) -> Result<&str, String> {
     }
 }
 
+/// log2 of `-o cluster_size=N` (default 64 KiB); other `-o` keys are refused.
+fn cluster_bits(o: &Opts) -> Result<u32, String> {
+    let mut bits = 16;
+    for kv in o.options.iter().flat_map(|s| s.split(',')) {
+        match kv.split_once('=') {
+            Some(("cluster_size", v)) => {
+                let n = parse_size(v)?;
+                if !n.is_power_of_two() || !(512..=2 << 20).contains(&n) {
+                    return Err("Cluster size must be a power of two between 512 and 2048k".into());
+                }
+                bits = n.trailing_zeros();
+            }
+            _ => {
+                return Err(format!(
+                    "Invalid parameter '{kv}' (only cluster_size is supported)"
+                ))
+            }
+        }
+    }
+    Ok(bits)
+}
+
 fn create(o: &Opts) -> Result<i32, String> {
     let fmt = fmt_of(&o.fmt)?.unwrap_or(Format::Raw);
+    let bits = cluster_bits(o)?;
     let (file, size) = match o.pos.as_slice() {
         [f] => (f.as_str(), None),
         [f, s] => (f.as_str(), Some(parse_size(s)?)),
@@ -189,9 +216,10 @@ fn create(o: &Opts) -> Result<i32, String> {
                 .as_ref()
                 .map(|(b, f, _)| format!(" backing_file={b} backing_fmt={}", f.name()))
                 .unwrap_or_default();
-            println!("Formatting '{file}', fmt=qcow2 cluster_size=65536 extended_l2=off compression_type=zlib size={size}{bdesc} lazy_refcounts=off refcount_bits=16");
+            let cs = 1u64 << bits;
+            println!("Formatting '{file}', fmt=qcow2 cluster_size={cs} extended_l2=off compression_type=zlib size={size}{bdesc} lazy_refcounts=off refcount_bits=16");
             let b = backing.as_ref().map(|(b, f, _)| (*b, *f));
-            super::create_qcow2(Path::new(file), size, 16, b).map_err(|e| e.to_string())?;
+            super::create_qcow2(Path::new(file), size, bits, b).map_err(|e| e.to_string())?;
         }
     }
     Ok(0)

@@ -708,6 +708,34 @@ fn img_commands() {
         0
     );
     assert_ne!(img::img_main(&args(&["frobnicate"])), 0);
+    let small = dir.path("small.qcow2");
+    let cmd = [
+        "create",
+        "-f",
+        "qcow2",
+        "-o",
+        "cluster_size=4k",
+        s(&small),
+        "1G",
+    ];
+    assert_eq!(img::img_main(&args(&cmd)), 0);
+    assert_eq!(
+        qcow2::Qcow2::open(&small, true)
+            .unwrap()
+            .header()
+            .cluster_bits,
+        12
+    );
+    let cmd = [
+        "create",
+        "-f",
+        "qcow2",
+        "-o",
+        "cluster_size=3000",
+        s(&small),
+        "1G",
+    ];
+    assert_ne!(img::img_main(&args(&cmd)), 0);
     assert_eq!(img::parse_size("64M"), Ok(64 << 20));
     assert_eq!(img::parse_size("1.5G"), Ok(3 << 29));
     assert!(img::parse_size("12Q").is_err());
@@ -781,8 +809,29 @@ fn killed_mid_write_stays_consistent() {
     let t = dir.path("fresh.qcow2");
     create_qcow2(&t, 4 << 20, 16, None).unwrap();
     crash_points(&t, &dir, 60000, &pattern(140_000, 1), 1);
-    // Copy-on-write from a backing file and from a compressed cluster is covered by the same
-    // ordering; here the refcount table must move (512-byte clusters, ~8 MiB of file).
+    // Copy-on-write from a backing file.
+    std::fs::write(dir.path("base.raw"), pattern(4 << 20, 9)).unwrap();
+    let o = dir.path("overlay.qcow2");
+    create_qcow2(&o, 4 << 20, 16, Some(("base.raw", Format::Raw))).unwrap();
+    crash_points(&o, &dir, 70000, &pattern(5000, 4), 1);
+    // Copy-on-write out of compressed clusters made by qemu-img.
+    if have("qemu-img") {
+        let c = dir.path("comp.qcow2");
+        let (code, out) = run(
+            "qemu-img",
+            &[
+                "convert",
+                "-c",
+                "-O",
+                "qcow2",
+                s(&dir.path("base.raw")),
+                s(&c),
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+        crash_points(&c, &dir, 70000, &pattern(100_000, 5), 1);
+    }
+    // The refcount table must move (512-byte clusters, ~8 MiB of file).
     let g = dir.path("grow.qcow2");
     create_qcow2(&g, 16 << 20, 9, None).unwrap();
     {
@@ -796,7 +845,7 @@ fn killed_mid_write_stays_consistent() {
         }
         assert_eq!(d.header().refcount_table_clusters, 1);
     }
-    crash_points(&g, &dir, 12 << 20, &pattern(300_000, 3), 11);
+    crash_points(&g, &dir, 12 << 20, &pattern(300_000, 3), 23);
     let mut d = Qcow2::open(&dir.path("crash.qcow2"), true).unwrap();
     assert!(d.header().refcount_table_clusters > 1);
     let mut b = [0u8; 1];
