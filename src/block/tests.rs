@@ -752,6 +752,20 @@ fn img_commands() {
 
 // ---- killed mid-write: every prefix of our metadata writes leaves a consistent image ----
 
+/// Opens writable, retrying while the lock is busy: a child process that other tests spawn
+/// (qemu-img) briefly shares our file descriptors, and so our flock, between fork and exec.
+fn open_writable_retry(p: &Path) -> Qcow2 {
+    for _ in 0..100 {
+        match Qcow2::open(p, false) {
+            Err(BlockError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    Qcow2::open(p, false).unwrap()
+}
+
 /// Runs `write` on copies of `template` with the process "dying" after n file writes, for
 /// every n (stepping by `step`) until the write completes; each result must check clean apart
 /// from leaks and read back either the old or the new data.
@@ -767,7 +781,7 @@ fn crash_points(template: &Path, dir: &TempDir, off: u64, data: &[u8], step: u64
     loop {
         std::fs::copy(template, &p).unwrap();
         let done = {
-            let mut d = Qcow2::open(&p, false).unwrap();
+            let mut d = open_writable_retry(&p);
             d.set_write_budget(n);
             d.write_at(off, data).is_ok()
         };
