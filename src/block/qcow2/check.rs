@@ -208,8 +208,14 @@ pub fn check(path: &Path) -> Result<CheckReport, BlockError> {
             _ => 0,
         }
     };
-    let covered = rbs.len() as u64 * epb;
-    for c in 0..nclusters.max(covered) {
+    // Clusters of the file, then those past its end that an existing refcount block covers.
+    let past_end = rbs
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.is_some())
+        .flat_map(|(i, _)| (i as u64 * epb)..((i as u64 + 1) * epb))
+        .filter(|c| *c >= nclusters);
+    for c in (0..nclusters).chain(past_end) {
         let refc = stored(c);
         let reference = w.refs.get(c as usize).copied().unwrap_or(0);
         if refc == reference {
