@@ -871,3 +871,34 @@ fn killed_mid_write_stays_consistent() {
     let mut b = [0u8; 1];
     d.read_at(0, &mut b).unwrap();
 }
+
+#[test]
+fn writes_images_with_other_refcount_widths() {
+    if !have("qemu-img") {
+        return;
+    }
+    let dir = TempDir::new("rcbits");
+    for (bits, cs) in [
+        ("1", "512"),
+        ("2", "4096"),
+        ("8", "65536"),
+        ("32", "65536"),
+        ("64", "512"),
+    ] {
+        let p = dir.path(&format!("r{bits}.qcow2"));
+        let opts = format!("refcount_bits={bits},cluster_size={cs}");
+        let (code, out) = run(
+            "qemu-img",
+            &["create", "-f", "qcow2", "-o", &opts, s(&p), "4M"],
+        );
+        assert_eq!(code, 0, "{out}");
+        let mut model = vec![0u8; 4 << 20];
+        {
+            let mut d = open_image(&p, None, false).unwrap();
+            scribble(d.as_mut(), &mut model, 20);
+            assert!(read_all(d.as_mut()) == model, "refcount_bits {bits}");
+        }
+        qemu_check_clean(&p);
+        assert!(qemu_to_raw(&dir, &p) == model, "refcount_bits {bits}");
+    }
+}
