@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh: kemu's whole test suite, as CI runs it (.ci/run) on a fresh machine.
-#   1. installs what the tests need from Debian (binutils for the test guests; the Linux guest
+#   1. installs what the tests need from Debian (binutils for the test guests, qemu-utils as
+#      the disk-image peer; the Linux guest
 #      script installs cpio/xz itself) after an apt-get update;
 #   2. assembles the real Linux test guest from Debian's packages (cached in build/linux-guest);
 #   3. checks formatting and lints, then runs every unit and integration test.
@@ -13,6 +14,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need=()
 command -v as >/dev/null && command -v ld >/dev/null && command -v objcopy >/dev/null || need+=(binutils)
+command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || need+=(qemu-utils)
 if [ ! -s build/linux-guest/vmlinux ] || [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: apt-get update" >&2
     as_root apt-get update -q >/dev/null

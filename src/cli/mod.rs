@@ -89,7 +89,22 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .try_init();
-    match run(&args[1.min(args.len())..]) {
+    let rest = &args[1.min(args.len())..];
+    // `kemu img ...`: the image tool, qemu-img's spelling.
+    if rest.first().and_then(|a| a.to_str()) == Some("img") {
+        let words: Option<Vec<String>> = rest[1..]
+            .iter()
+            .map(|a| a.to_str().map(String::from))
+            .collect();
+        return match words {
+            Some(w) => crate::block::img::img_main(&w),
+            None => {
+                eprintln!("kemu img: arguments must be valid UTF-8");
+                1
+            }
+        };
+    }
+    match run(rest) {
         Ok(status) => status,
         Err(e) => {
             eprintln!("kemu: {}", one_line(&e));
@@ -129,6 +144,7 @@ fn help_text() -> String {
     use clap::CommandFactory;
     let mut text = String::from(
         "usage: kemu [options]    (no options: boot the embedded demo guest)\n\
+         \x20      kemu img create|info|check|convert|resize ...   (disk images, qemu-img style)\n\
          Long options take one dash or two, as in QEMU: -kernel bzImage -m 512 -smp 2\n\n",
     );
     for arg in Args::command().get_arguments() {
