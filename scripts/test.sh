@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh: kemu's whole test suite, as CI runs it (.ci/run) on a fresh machine.
-#   1. installs what the tests need from Debian (binutils for the test guests, qemu-utils as
-#      the disk-image peer; the Linux guest
-#      script installs cpio/xz itself) after an apt-get update;
+#   1. installs what the tests need from Debian after an apt-get update: binutils for the test
+#      guests, qemu-utils as the disk-image peer (the Linux guest script installs cpio/xz);
 #   2. assembles the real Linux test guest from Debian's packages (cached in build/linux-guest);
 #   3. checks formatting and lints, then runs every unit and integration test.
 # KVM tests run when /dev/kvm exists and print "SKIPPED (no /dev/kvm)" otherwise.
