@@ -152,3 +152,29 @@ fn boot_stages_are_traced() {
 fn pit_and_pic_interrupts_wake_hlt() {
     run_guest("tcg", "pit_irq.bin", "pit_irq", 1, "1");
 }
+
+/// SYSCALL/SYSRETQ round trips (PVM cannot run this one, so it is a tcg-only guest).
+#[test]
+fn syscall_and_sysret() {
+    run_guest("tcg", "syscall.bin", "syscall", 1, "1");
+}
+
+#[test]
+fn host_input_reaches_the_guest() {
+    let path = guest("echo.bin");
+    let r = common::kemu_with_input(
+        &[
+            "-accel",
+            "tcg",
+            "-nographic",
+            "-kernel",
+            path.to_str().unwrap(),
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ],
+        Some(b"hello kemu\n"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.stdout, common::expected("echo"), "{}", r.stderr);
+    assert_eq!(r.status, Some(1));
+}
