@@ -40,6 +40,8 @@ fn reads_qemu_images_v2_and_v3() {
                 "write -P 0xab 0 64k",
                 "write -P 0xcd 100k 3k",
                 "write -z 70k 2k",
+                "write -P 0xee 256k 64k",
+                "write -z 256k 64k",
             ],
         );
         let mut d = open_image(&p, None, false).unwrap();
@@ -47,9 +49,13 @@ fn reads_qemu_images_v2_and_v3() {
         assert!(all[..65536].iter().all(|b| *b == 0xab), "compat {compat}");
         assert!(all[100 * 1024..103 * 1024].iter().all(|b| *b == 0xcd));
         assert!(all[65536..100 * 1024].iter().all(|b| *b == 0));
-        // Our writes on top of qemu's image stay consistent for qemu.
+        assert!(all[256 * 1024..320 * 1024].iter().all(|b| *b == 0));
+        // Our writes on top of qemu's image stay consistent for qemu, including a partial write
+        // into the zeroed (v3: zero flag, cluster kept allocated) cluster.
         let mut model = all.clone();
         scribble(d.as_mut(), &mut model, 40);
+        d.write_at(260 * 1024, &[0x42; 1000]).unwrap();
+        model[260 * 1024..260 * 1024 + 1000].fill(0x42);
         drop(d);
         qemu_check_clean(&p);
         assert!(qemu_to_raw(&dir, &p) == model, "compat {compat}");
