@@ -423,6 +423,41 @@ impl Qcow2 {
         self.release(old)
     }
 
+    /// Zeroes `[offset, offset+len)` (inside the disk): whole clusters by the zero flag (v3)
+    /// or not at all when they already read as zeros, the rest by writing zeros.
+    fn zero_batch(&mut self, offset: u64, len: usize) -> Result<(), BlockError> {
+        let cs = self.cs();
+        let pieces = self.pieces(offset, len);
+        // Validate every table the batch touches before the first byte is written.
+        for (pos, _, _) in &pieces {
+            self.lookup(*pos)?;
+        }
+        for (pos, _, n) in pieces {
+            let whole = n as u64 == cs;
+            let old = self.lookup(pos)?;
+            if whole && old == (Mapping::Zero { host: None }) {
+                continue;
+            }
+            if whole && old == Mapping::Unallocated && self.backing.is_none() {
+                continue;
+            }
+            if whole && self.h.version >= 3 {
+                // The zero flag, then the old clusters' references dropped: a crash in between
+                // leaks at worst.
+                let l2_off = self.writable_l2(self.l1_index(pos))?;
+                let idx = self.l2_index(pos);
+                self.write_l2_entry(l2_off, idx, table::ZERO)?;
+                if matches!(old, Mapping::Compressed { .. }) {
+                    self.inflated = None;
+                }
+                self.release(old)?;
+            } else {
+                self.write_in_cluster(pos, &vec![0u8; n])?;
+            }
+        }
+        Ok(())
+    }
+
     fn check_writable(&self) -> Result<(), BlockError> {
         if self.f.read_only {
             return Err(BlockError::ReadOnly {
@@ -481,42 +516,25 @@ impl BlockDevice for Qcow2 {
     }
 
     fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), BlockError> {
-        let len_usize = usize::try_from(len).map_err(|_| BlockError::OutOfRange {
-            file: self.f.name.clone(),
-            offset,
-            len,
-            size: self.h.size,
-        })?;
-        check_range(&self.f.name, offset, len_usize, self.h.size)?;
-        self.check_writable()?;
-        let cs = self.cs();
-        let pieces = self.pieces(offset, len_usize);
-        // Validate every table the request touches before the first byte is written.
-        for (pos, _, _) in &pieces {
-            self.lookup(*pos)?;
+        match offset.checked_add(len) {
+            Some(end) if end <= self.h.size => {}
+            _ => {
+                return Err(BlockError::OutOfRange {
+                    file: self.f.name.clone(),
+                    offset,
+                    len,
+                    size: self.h.size,
+                })
+            }
         }
-        for (pos, _, n) in pieces {
-            let whole = n as u64 == cs;
-            let old = self.lookup(pos)?;
-            if whole && old == (Mapping::Zero { host: None }) {
-                continue;
-            }
-            if whole && old == Mapping::Unallocated && self.backing.is_none() {
-                continue;
-            }
-            if whole && self.h.version >= 3 {
-                // The zero flag, then the old clusters' references dropped: a crash in between
-                // leaks at worst.
-                let l2_off = self.writable_l2(self.l1_index(pos))?;
-                let idx = self.l2_index(pos);
-                self.write_l2_entry(l2_off, idx, table::ZERO)?;
-                if matches!(old, Mapping::Compressed { .. }) {
-                    self.inflated = None;
-                }
-                self.release(old)?;
-            } else {
-                self.write_in_cluster(pos, &vec![0u8; n])?;
-            }
+        self.check_writable()?;
+        // In batches, so a whole-disk request does not build a whole-disk plan in memory.
+        let batch = self.cs() * 4096;
+        let mut done = 0;
+        while done < len {
+            let n = batch.min(len - done);
+            self.zero_batch(offset + done, n as usize)?;
+            done += n;
         }
         Ok(())
     }
