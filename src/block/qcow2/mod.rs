@@ -6,6 +6,7 @@
 //! use; once corruption is seen the image is never written again.
 
 pub mod check;
+mod compress_write;
 mod compressed;
 pub mod create;
 pub mod header;
@@ -47,6 +48,8 @@ pub struct Qcow2 {
     growing_rt: bool,
     /// Last inflated compressed cluster: (L2 entry host offset, data).
     inflated: Option<(u64, Vec<u8>)>,
+    /// Where the next compressed cluster may be packed: (host byte offset, end of its cluster).
+    pack: Option<(u64, u64)>,
 }
 
 impl Qcow2 {
@@ -115,6 +118,7 @@ impl Qcow2 {
             end,
             growing_rt: false,
             inflated: None,
+            pack: None,
         };
         img.index_l2_tables()?;
         if !read_only && img.h.autoclear != 0 {
