@@ -200,14 +200,20 @@ impl Qcow2 {
         ((pos >> self.h.cluster_bits) & (self.cs() / 8 - 1)) as usize
     }
 
+    /// Evicts one cached L2 table when the cache is full (tables are written through, so
+    /// any one may go).
+    fn make_cache_room(&mut self) {
+        if self.l2_cache.len() >= L2_CACHE_TABLES {
+            if let Some(k) = self.l2_cache.keys().next().copied() {
+                self.l2_cache.remove(&k);
+            }
+        }
+    }
+
     /// Loads (or finds in the cache) the L2 table at `off`, already validated as a cluster.
     fn l2_table(&mut self, off: u64) -> Result<&mut Vec<u64>, BlockError> {
         if !self.l2_cache.contains_key(&off) {
-            if self.l2_cache.len() >= L2_CACHE_TABLES {
-                if let Some(k) = self.l2_cache.keys().next().copied() {
-                    self.l2_cache.remove(&k);
-                }
-            }
+            self.make_cache_room();
             let mut b = vec![0u8; self.cs() as usize];
             self.f.read_exact(off, &mut b, "L2 table")?;
             self.l2_cache.insert(off, decode_table(&b));
@@ -373,6 +379,7 @@ impl Qcow2 {
         let new = self.alloc_clusters(1)?;
         self.f
             .write_all(new, &encode_table(&table), "new L2 table")?;
+        self.make_cache_room();
         self.l2_cache.insert(new, table);
         self.write_l1_entry(l1_idx, new | COPIED)?;
         self.l2_set.insert(new);
