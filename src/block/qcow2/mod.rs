@@ -4,6 +4,10 @@
 //! order that survives the process being killed at any point (refcount, then data, then L2, then
 //! L1: the worst case is a leaked cluster). Every offset read from the file is validated before
 //! use; once corruption is seen the image is never written again.
+//!
+//! The ordering holds for the process dying (writes reach the host page cache in order). There
+//! is no fsync between the steps, so after a host crash or power loss only what `flush()` made
+//! durable is guaranteed; qemu orders its metadata caches with flushes, we do not (yet).
 
 pub mod check;
 mod compress_write;
