@@ -12,7 +12,7 @@ const USAGE: &str =
     "usage: kemu img create -f raw|qcow2 [-o cluster_size=N] [-b BACKING -F FMT] FILE [SIZE]
        kemu img info [-f FMT] FILE
        kemu img check [-f FMT] FILE
-       kemu img convert [-f FMT] [-O raw|qcow2] IN OUT
+       kemu img convert [-c] [-f FMT] [-O raw|qcow2] IN OUT
        kemu img resize [-f FMT] FILE [+]SIZE";
 
 /// Runs `kemu img` with `args` (the words after `img`); returns the process exit status.
@@ -82,6 +82,7 @@ struct Opts {
     backing: Option<String>,
     backing_fmt: Option<String>,
     options: Vec<String>,
+    compress: bool,
     pos: Vec<String>,
 }
 
@@ -92,6 +93,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         backing: None,
         backing_fmt: None,
         options: Vec::new(),
+        compress: false,
         pos: Vec::new(),
     };
     let mut it = args.iter();
@@ -107,6 +109,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "-b" => o.backing = Some(val("-b")?),
             "-F" => o.backing_fmt = Some(val("-F")?),
             "-o" => o.options.push(val("-o")?),
+            "-c" => o.compress = true,
             "-q" | "-p" => {}
             s if s.starts_with('-') && s.len() > 1 && !s.starts_with("-0") => {
                 return Err(format!("unknown option '{s}'\n{USAGE}"))
@@ -337,20 +340,37 @@ fn check(o: &Opts) -> Result<i32, String> {
 }
 
 /// Copies `input` into a new image `out` of format `out_fmt`, skipping all-zero clusters.
+/// With `compress` (qcow2 output only) every data cluster is stored deflated.
 pub fn convert_image(
     input: &Path,
     in_fmt: Option<Format>,
     out: &Path,
     out_fmt: Format,
+    compress: bool,
 ) -> Result<(), BlockError> {
     let mut src = open_image(input, in_fmt, true)?;
     let size = src.size();
-    match out_fmt {
-        Format::Raw => super::create_raw(out, size)?,
-        Format::Qcow2 => super::create_qcow2(out, size, 16, None)?,
-    }
-    let mut dst = open_image(out, Some(out_fmt), false)?;
     const CHUNK: u64 = 64 * 1024;
+    let mut dst: Box<dyn BlockDevice> = match out_fmt {
+        Format::Raw if compress => {
+            return Err(BlockError::Invalid(
+                "Compression not supported for this file format".into(),
+            ))
+        }
+        Format::Raw => {
+            super::create_raw(out, size)?;
+            open_image(out, Some(Format::Raw), false)?
+        }
+        Format::Qcow2 => {
+            // 64 KiB clusters, so each chunk below is one whole cluster.
+            super::create_qcow2(out, size, 16, None)?;
+            let q = Qcow2::open(out, false)?;
+            if compress {
+                return copy_compressed(src.as_mut(), q, CHUNK);
+            }
+            Box::new(q)
+        }
+    };
     let mut buf = vec![0u8; CHUNK as usize];
     let mut pos = 0;
     while pos < size {
@@ -364,6 +384,26 @@ pub fn convert_image(
     dst.flush()
 }
 
+fn copy_compressed(src: &mut dyn BlockDevice, mut q: Qcow2, cs: u64) -> Result<(), BlockError> {
+    let size = src.size();
+    let mut buf = vec![0u8; cs as usize];
+    let mut pos = 0;
+    while pos < size {
+        let n = cs.min(size - pos) as usize;
+        src.read_at(pos, &mut buf[..n])?;
+        if buf[..n].iter().any(|b| *b != 0) {
+            if n as u64 == cs {
+                q.write_compressed(pos, &buf)?;
+            } else {
+                // The tail of a disk that is not a whole number of clusters.
+                q.write_at(pos, &buf[..n])?;
+            }
+        }
+        pos += n as u64;
+    }
+    q.flush()
+}
+
 fn convert(o: &Opts) -> Result<i32, String> {
     let [input, out] = o.pos.as_slice() else {
         return Err(format!(
@@ -371,8 +411,14 @@ fn convert(o: &Opts) -> Result<i32, String> {
         ));
     };
     let out_fmt = fmt_of(&o.out_fmt)?.unwrap_or(Format::Raw);
-    convert_image(Path::new(input), fmt_of(&o.fmt)?, Path::new(out), out_fmt)
-        .map_err(|e| e.to_string())?;
+    convert_image(
+        Path::new(input),
+        fmt_of(&o.fmt)?,
+        Path::new(out),
+        out_fmt,
+        o.compress,
+    )
+    .map_err(|e| e.to_string())?;
     Ok(0)
 }
 

@@ -9,7 +9,7 @@ use super::BlockError;
 
 /// Takes a non-blocking `flock` on `file`: exclusive when `write`, shared otherwise.
 ///
-/// A busy lock is retried for a few milliseconds: a process that just closed the image may
+/// A busy lock is retried for up to 200 ms: a process that just closed the image may
 /// have a freshly forked child still sharing the descriptor (and so the lock) until it execs.
 pub fn lock_file(file: &File, name: &str, write: bool) -> Result<(), BlockError> {
     let op = if write { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
@@ -23,7 +23,7 @@ pub fn lock_file(file: &File, name: &str, write: bool) -> Result<(), BlockError>
         }
         let err = std::io::Error::last_os_error();
         tries += 1;
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) || tries >= 10 {
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) || tries >= 100 {
             break err;
         }
         std::thread::sleep(std::time::Duration::from_millis(2));

@@ -58,6 +58,19 @@ pub trait BlockDevice: Send + std::fmt::Debug {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError>;
     /// Writes `buf` at `offset`; a request past `size()` or on a read-only disk is an error.
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), BlockError>;
+    /// Makes `[offset, offset+len)` read as zeros (virtio-blk WRITE_ZEROES / DISCARD). The
+    /// default writes zero buffers; formats that can drop or flag clusters override it.
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), BlockError> {
+        const CHUNK: u64 = 64 * 1024;
+        let zeros = vec![0u8; CHUNK.min(len) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = CHUNK.min(len - done);
+            self.write_at(offset + done, &zeros[..n as usize])?;
+            done += n;
+        }
+        Ok(())
+    }
     /// Makes every completed write durable (fsync).
     fn flush(&mut self) -> Result<(), BlockError>;
     /// Virtual disk size in bytes.

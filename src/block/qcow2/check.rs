@@ -86,7 +86,10 @@ impl Walk<'_> {
     /// Walks an L1 table; `active` also collects statistics and COPIED flags to check.
     fn walk_l1(&mut self, l1_off: u64, l1_size: u64, active: bool, copied: &mut Vec<(u64, bool)>) {
         let cs = self.cs();
-        if !self.reference("L1 table", l1_off, (l1_size * 8).max(1), true) {
+        if l1_size == 0 {
+            return;
+        }
+        if !self.reference("L1 table", l1_off, l1_size * 8, true) {
             return;
         }
         let Some(l1) = self.read_table("L1 table", l1_off, l1_size) else {

@@ -4,8 +4,13 @@
 //! order that survives the process being killed at any point (refcount, then data, then L2, then
 //! L1: the worst case is a leaked cluster). Every offset read from the file is validated before
 //! use; once corruption is seen the image is never written again.
+//!
+//! The ordering holds for the process dying (writes reach the host page cache in order). There
+//! is no fsync between the steps, so after a host crash or power loss only what `flush()` made
+//! durable is guaranteed; qemu orders its metadata caches with flushes, we do not (yet).
 
 pub mod check;
+mod compress_write;
 mod compressed;
 pub mod create;
 pub mod header;
@@ -47,6 +52,8 @@ pub struct Qcow2 {
     growing_rt: bool,
     /// Last inflated compressed cluster: (L2 entry host offset, data).
     inflated: Option<(u64, Vec<u8>)>,
+    /// Where the next compressed cluster may be packed: (host byte offset, end of its cluster).
+    pack: Option<(u64, u64)>,
 }
 
 impl Qcow2 {
@@ -115,6 +122,7 @@ impl Qcow2 {
             end,
             growing_rt: false,
             inflated: None,
+            pack: None,
         };
         img.index_l2_tables()?;
         if !read_only && img.h.autoclear != 0 {
@@ -196,14 +204,20 @@ impl Qcow2 {
         ((pos >> self.h.cluster_bits) & (self.cs() / 8 - 1)) as usize
     }
 
+    /// Evicts one cached L2 table when the cache is full (tables are written through, so
+    /// any one may go).
+    fn make_cache_room(&mut self) {
+        if self.l2_cache.len() >= L2_CACHE_TABLES {
+            if let Some(k) = self.l2_cache.keys().next().copied() {
+                self.l2_cache.remove(&k);
+            }
+        }
+    }
+
     /// Loads (or finds in the cache) the L2 table at `off`, already validated as a cluster.
     fn l2_table(&mut self, off: u64) -> Result<&mut Vec<u64>, BlockError> {
         if !self.l2_cache.contains_key(&off) {
-            if self.l2_cache.len() >= L2_CACHE_TABLES {
-                if let Some(k) = self.l2_cache.keys().next().copied() {
-                    self.l2_cache.remove(&k);
-                }
-            }
+            self.make_cache_room();
             let mut b = vec![0u8; self.cs() as usize];
             self.f.read_exact(off, &mut b, "L2 table")?;
             self.l2_cache.insert(off, decode_table(&b));
@@ -369,6 +383,7 @@ impl Qcow2 {
         let new = self.alloc_clusters(1)?;
         self.f
             .write_all(new, &encode_table(&table), "new L2 table")?;
+        self.make_cache_room();
         self.l2_cache.insert(new, table);
         self.write_l1_entry(l1_idx, new | COPIED)?;
         self.l2_set.insert(new);
@@ -421,6 +436,41 @@ impl Qcow2 {
             self.inflated = None;
         }
         self.release(old)
+    }
+
+    /// Zeroes `[offset, offset+len)` (inside the disk): whole clusters by the zero flag (v3)
+    /// or not at all when they already read as zeros, the rest by writing zeros.
+    fn zero_batch(&mut self, offset: u64, len: usize) -> Result<(), BlockError> {
+        let cs = self.cs();
+        let pieces = self.pieces(offset, len);
+        // Validate every table the batch touches before the first byte is written.
+        for (pos, _, _) in &pieces {
+            self.lookup(*pos)?;
+        }
+        for (pos, _, n) in pieces {
+            let whole = n as u64 == cs;
+            let old = self.lookup(pos)?;
+            if whole && old == (Mapping::Zero { host: None }) {
+                continue;
+            }
+            if whole && old == Mapping::Unallocated && self.backing.is_none() {
+                continue;
+            }
+            if whole && self.h.version >= 3 {
+                // The zero flag, then the old clusters' references dropped: a crash in between
+                // leaks at worst.
+                let l2_off = self.writable_l2(self.l1_index(pos))?;
+                let idx = self.l2_index(pos);
+                self.write_l2_entry(l2_off, idx, table::ZERO)?;
+                if matches!(old, Mapping::Compressed { .. }) {
+                    self.inflated = None;
+                }
+                self.release(old)?;
+            } else {
+                self.write_in_cluster(pos, &vec![0u8; n])?;
+            }
+        }
+        Ok(())
     }
 
     fn check_writable(&self) -> Result<(), BlockError> {
@@ -476,6 +526,30 @@ impl BlockDevice for Qcow2 {
         }
         for (pos, start, n) in pieces {
             self.write_in_cluster(pos, &buf[start..start + n])?;
+        }
+        Ok(())
+    }
+
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), BlockError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.h.size => {}
+            _ => {
+                return Err(BlockError::OutOfRange {
+                    file: self.f.name.clone(),
+                    offset,
+                    len,
+                    size: self.h.size,
+                })
+            }
+        }
+        self.check_writable()?;
+        // In batches, so a whole-disk request does not build a whole-disk plan in memory.
+        let batch = self.cs() * 4096;
+        let mut done = 0;
+        while done < len {
+            let n = batch.min(len - done);
+            self.zero_batch(offset + done, n as usize)?;
+            done += n;
         }
         Ok(())
     }

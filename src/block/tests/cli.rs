@@ -111,3 +111,54 @@ fn img_commands() {
         qemu_check_clean(&ov);
     }
 }
+
+#[test]
+fn convert_compressed() {
+    let dir = TempDir::new("convc");
+    let raw = dir.path("in.raw");
+    let size = (3 << 20) + 4096;
+    let mut data = vec![0u8; size];
+    for (i, b) in data.iter_mut().enumerate().skip(100_000).take(2 << 20) {
+        *b = ((i / 300) % 7) as u8;
+    }
+    data[size - 5000..].copy_from_slice(&pattern(5000, 1));
+    // An incompressible cluster is stored plainly.
+    data[(2 << 20) + 200_000..(2 << 20) + 265_536].copy_from_slice(&pattern(65536, 2));
+    std::fs::write(&raw, &data).unwrap();
+    let out = dir.path("out.qcow2");
+    let args = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let cmd = [
+        "convert",
+        "-c",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        s(&raw),
+        s(&out),
+    ];
+    assert_eq!(img::img_main(&args(&cmd)), 0);
+    let mut d = open_image(&out, None, true).unwrap();
+    assert!(read_all(d.as_mut()) == data);
+    drop(d);
+    let r = qcow2::check::check(&out).unwrap();
+    assert_eq!((r.corruptions, r.leaks), (0, 0), "{:?}", r.messages);
+    assert!(r.compressed > 20, "{r:?}");
+    assert!(std::fs::metadata(&out).unwrap().len() < 1 << 20);
+    let x = dir.path("x.raw");
+    let bad = ["convert", "-c", "-O", "raw", s(&raw), s(&x)];
+    assert_ne!(img::img_main(&args(&bad)), 0);
+    if have("qemu-img") {
+        qemu_check_clean(&out);
+        assert!(qemu_to_raw(&dir, &out) == data);
+    }
+    // Writing over compressed clusters later stays consistent.
+    let mut d = open_image(&out, None, false).unwrap();
+    d.write_at(150_000, &[9; 100_000]).unwrap();
+    data[150_000..250_000].fill(9);
+    drop(d);
+    if have("qemu-img") {
+        qemu_check_clean(&out);
+        assert!(qemu_to_raw(&dir, &out) == data);
+    }
+}

@@ -48,7 +48,9 @@ fn have(tool: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("SKIPPED (no {tool})");
+        // Straight to fd 2, past the test harness's capture of eprintln!, so it is seen.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED (no {tool})");
     }
     ok
 }

@@ -129,3 +129,25 @@ fn second_writer_is_locked_out() {
     let _r2 = open_image(&p, None, true).unwrap();
     assert!(open_image(&p, None, false).is_err());
 }
+
+#[test]
+fn empty_and_odd_sized_images() {
+    let dir = TempDir::new("odd");
+    for size in [0u64, 512, 65536 + 512, (1 << 30) + 4096] {
+        let p = dir.path(&format!("e{size}.qcow2"));
+        create_qcow2(&p, size, 16, None).unwrap();
+        let mut d = open_image(&p, None, false).unwrap();
+        assert_eq!(d.size(), size);
+        if size > 0 {
+            d.write_at(size - 1, &[0x5a]).unwrap();
+            let mut b = [0u8; 1];
+            d.read_at(size - 1, &mut b).unwrap();
+            assert_eq!(b, [0x5a]);
+        }
+        assert!(d.write_at(size, &[1]).is_err());
+        drop(d);
+        if have("qemu-img") {
+            qemu_check_clean(&p);
+        }
+    }
+}

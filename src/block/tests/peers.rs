@@ -40,6 +40,8 @@ fn reads_qemu_images_v2_and_v3() {
                 "write -P 0xab 0 64k",
                 "write -P 0xcd 100k 3k",
                 "write -z 70k 2k",
+                "write -P 0xee 256k 64k",
+                "write -z 256k 64k",
             ],
         );
         let mut d = open_image(&p, None, false).unwrap();
@@ -47,9 +49,13 @@ fn reads_qemu_images_v2_and_v3() {
         assert!(all[..65536].iter().all(|b| *b == 0xab), "compat {compat}");
         assert!(all[100 * 1024..103 * 1024].iter().all(|b| *b == 0xcd));
         assert!(all[65536..100 * 1024].iter().all(|b| *b == 0));
-        // Our writes on top of qemu's image stay consistent for qemu.
+        assert!(all[256 * 1024..320 * 1024].iter().all(|b| *b == 0));
+        // Our writes on top of qemu's image stay consistent for qemu, including a partial write
+        // into the zeroed (v3: zero flag, cluster kept allocated) cluster.
         let mut model = all.clone();
         scribble(d.as_mut(), &mut model, 40);
+        d.write_at(260 * 1024, &[0x42; 1000]).unwrap();
+        model[260 * 1024..260 * 1024 + 1000].fill(0x42);
         drop(d);
         qemu_check_clean(&p);
         assert!(qemu_to_raw(&dir, &p) == model, "compat {compat}");
@@ -212,4 +218,41 @@ fn writes_images_with_other_refcount_widths() {
         qemu_check_clean(&p);
         assert!(qemu_to_raw(&dir, &p) == model, "refcount_bits {bits}");
     }
+}
+
+#[test]
+fn write_zeroes_flags_and_releases_clusters() {
+    let dir = TempDir::new("wz");
+    let base = dir.path("base.raw");
+    std::fs::write(&base, pattern(2 << 20, 3)).unwrap();
+    for backing in [false, true] {
+        let p = dir.path(&format!("z{backing}.qcow2"));
+        let b = backing.then_some(("base.raw", Format::Raw));
+        create_qcow2(&p, 2 << 20, 16, b).unwrap();
+        let mut d = open_image(&p, None, false).unwrap();
+        let mut model = read_all(d.as_mut());
+        let data = pattern(300_000, 8);
+        d.write_at(10_000, &data).unwrap();
+        model[10_000..310_000].copy_from_slice(&data);
+        // Partial clusters at both ends, whole clusters (allocated or not) in between.
+        d.write_zeroes(20_000, 900_000).unwrap();
+        model[20_000..920_000].fill(0);
+        assert!(read_all(d.as_mut()) == model);
+        assert!(d.write_zeroes(2 << 20, 1).is_err());
+        drop(d);
+        let r = qcow2::check::check(&p).unwrap();
+        assert_eq!((r.corruptions, r.leaks), (0, 0), "{:?}", r.messages);
+        if have("qemu-img") {
+            qemu_check_clean(&p);
+            assert!(qemu_to_raw(&dir, &p) == model);
+        }
+    }
+    let r = dir.path("r.raw");
+    create_raw(&r, 1 << 20).unwrap();
+    let mut d = open_image(&r, None, false).unwrap();
+    d.write_at(0, &[7; 5000]).unwrap();
+    d.write_zeroes(100, 4000).unwrap();
+    let all = read_all(d.as_mut());
+    assert!(all[..100].iter().all(|b| *b == 7) && all[100..4100].iter().all(|b| *b == 0));
+    assert!(all[4100..5000].iter().all(|b| *b == 7));
 }
