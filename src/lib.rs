@@ -8,5 +8,6 @@ pub mod accel;
 pub mod cli;
 pub mod cpu;
 pub mod devices;
+pub mod difftest;
 pub mod guests;
 pub mod machine;

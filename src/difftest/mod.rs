@@ -1,0 +1,113 @@
+//! Differential checking of the software CPU against the host CPU (through `/dev/kvm`).
+//!
+//! [`gen`] produces seeded random blocks of integer instructions; [`harness`] runs each block
+//! at CPL 3 on KVM (where, under PVM, user code runs natively on the host CPU: the oracle) and on
+//! our software CPU from the same start state and compares the results. [`run_campaign`] ties
+//! them together: a seed in, a count of compared instructions or the first [`Mismatch`] out.
+
+pub mod gen;
+pub mod harness;
+
+use gen::{Generator, Rng};
+use harness::{Harness, HarnessError, Start, CODE};
+
+/// The first block on which the two CPUs disagreed: enough to replay and read it.
+#[derive(Debug, Clone)]
+pub struct Mismatch {
+    /// Campaign seed.
+    pub seed: u64,
+    /// Index of the block within the campaign (its own seed derives from both).
+    pub block: usize,
+    /// The block in Intel syntax.
+    pub disassembly: String,
+    /// One line per differing register, flag set or data quadword.
+    pub diffs: Vec<String>,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "kvm and tcg differ: seed {:#x}, block {} (replay: KEMU_DIFF_SEED={:#x})",
+            self.seed, self.block, self.seed
+        )?;
+        for d in &self.diffs {
+            writeln!(f, "  {d}")?;
+        }
+        write!(f, "{}", self.disassembly)
+    }
+}
+
+/// Why a campaign stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// The harness failed (accelerator setup, unexpected exit...).
+    #[error("seed {seed:#x} block {block}: {source}")]
+    Harness {
+        /// Campaign seed.
+        seed: u64,
+        /// Block index.
+        block: usize,
+        /// What failed.
+        source: HarnessError,
+    },
+    /// Generating a block failed (an assembler error).
+    #[error("seed {seed:#x} block {block}: assembling: {what}")]
+    Generate {
+        /// Campaign seed.
+        seed: u64,
+        /// Block index.
+        block: usize,
+        /// The assembler's message.
+        what: String,
+    },
+    /// The CPUs disagreed.
+    #[error("{0}")]
+    Mismatch(Box<Mismatch>),
+}
+
+/// The seed of block `index` of a campaign seeded with `seed`: blocks replay independently.
+pub fn block_seed(seed: u64, index: usize) -> u64 {
+    Rng::new(seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).next_u64()
+}
+
+/// Run `blocks` blocks of `len` random instructions each on KVM and tcg, stopping at the first
+/// difference. Returns the number of instructions compared (inserted `cmp`s included, `hlt`s
+/// not).
+pub fn run_campaign(
+    harness: &mut Harness,
+    seed: u64,
+    blocks: usize,
+    len: usize,
+) -> Result<usize, DiffError> {
+    let generator = Generator::new();
+    let mut compared = 0;
+    for index in 0..blocks {
+        let mut rng = Rng::new(block_seed(seed, index));
+        let block = generator
+            .block(&mut rng, len, CODE)
+            .map_err(|e| DiffError::Generate {
+                seed,
+                block: index,
+                what: e.to_string(),
+            })?;
+        let start = Start::random(&mut rng);
+        let (diffs, _, _) = harness
+            .run(&block, &start)
+            .map_err(|source| DiffError::Harness {
+                seed,
+                block: index,
+                source,
+            })?;
+        if !diffs.is_empty() {
+            return Err(DiffError::Mismatch(Box::new(Mismatch {
+                seed,
+                block: index,
+                disassembly: block.disassembly(),
+                diffs,
+            })));
+        }
+        compared += block.instrs.len() - 1;
+    }
+    Ok(compared)
+}
