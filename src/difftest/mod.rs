@@ -8,7 +8,7 @@
 pub mod gen;
 pub mod harness;
 
-use gen::{Generator, Rng};
+use gen::{Block, Generator, Rng};
 use harness::{Harness, HarnessError, Start, CODE};
 
 /// The first block on which the two CPUs disagreed: enough to replay and read it.
@@ -22,6 +22,9 @@ pub struct Mismatch {
     pub disassembly: String,
     /// One line per differing register, flag set or data quadword.
     pub diffs: Vec<String>,
+    /// The first instruction after which the states differ (shortest failing prefix), with
+    /// its iced-x86 `Code` name, and the differences right after it.
+    pub culprit: Option<(String, Vec<String>)>,
 }
 
 impl std::fmt::Display for Mismatch {
@@ -31,6 +34,13 @@ impl std::fmt::Display for Mismatch {
             "kvm and tcg differ: seed {:#x}, block {} (replay: KEMU_DIFF_SEED={:#x})",
             self.seed, self.block, self.seed
         )?;
+        if let Some((ins, diffs)) = &self.culprit {
+            writeln!(f, "first differing instruction: {ins}")?;
+            for d in diffs {
+                writeln!(f, "  {d}")?;
+            }
+        }
+        writeln!(f, "whole block:")?;
         for d in &self.diffs {
             writeln!(f, "  {d}")?;
         }
@@ -104,10 +114,29 @@ pub fn run_campaign(
                 seed,
                 block: index,
                 disassembly: block.disassembly(),
+                culprit: culprit(harness, &block, &start),
                 diffs,
             })));
         }
         compared += block.instrs.len() - 1;
     }
     Ok(compared)
+}
+
+/// The shortest prefix of `block` on which the sides differ: its last instruction (Intel
+/// syntax and `Code`) and the differences. `None` if no prefix reproduces it.
+fn culprit(harness: &mut Harness, block: &Block, start: &Start) -> Option<(String, Vec<String>)> {
+    use iced_x86::{Formatter, IntelFormatter};
+    let body = &block.instrs[..block.instrs.len().saturating_sub(1)];
+    for k in 1..=body.len() {
+        let prefix = Block::assemble(body[..k].to_vec(), block.addr).ok()?;
+        let (diffs, _, _) = harness.run(&prefix, start).ok()?;
+        if !diffs.is_empty() {
+            let ins = &body[k - 1];
+            let mut text = String::new();
+            IntelFormatter::new().format(ins, &mut text);
+            return Some((format!("{text}   ; {:?} (#{k})", ins.code()), diffs));
+        }
+    }
+    None
 }
