@@ -71,9 +71,9 @@ const SIX: u32 = RflagsBits::OF
 /// Mnemonics (as spelled at the start of iced-x86 `Code` names) the generator uses.
 const MNEMONICS: &[&str] = &[
     "Add", "Adc", "Sub", "Sbb", "And", "Or", "Xor", "Cmp", "Test", "Inc", "Dec", "Neg", "Not",
-    "Shl", "Shr", "Sar", "Rol", "Ror", "Rcl", "Rcr", "Shld", "Shrd", "Mul", "Imul", "Mov",
-    "Movzx", "Movsx", "Movsxd", "Lea", "Xchg", "Bswap", "Xadd", "Cmpxchg", "Bt", "Bts", "Btr",
-    "Btc", "Bsf", "Bsr", "Cbw", "Cwde", "Cdqe", "Cwd", "Cdq", "Cqo", "Lahf", "Sahf",
+    "Shl", "Shr", "Sar", "Rol", "Ror", "Rcl", "Rcr", "Shld", "Shrd", "Mul", "Imul", "Mov", "Movzx",
+    "Movsx", "Movsxd", "Lea", "Xchg", "Bswap", "Xadd", "Cmpxchg", "Bt", "Bts", "Btr", "Btc", "Bsf",
+    "Bsr", "Cbw", "Cwde", "Cdqe", "Cwd", "Cdq", "Cqo", "Lahf", "Sahf",
 ];
 
 const CONDITIONS: &[&str] = &[
@@ -115,8 +115,11 @@ impl Rng {
     /// A random register value biased towards interesting corner values.
     pub fn value(&mut self) -> u64 {
         match self.below(8) {
-            0 => [0, 1, u64::MAX, 0x8000_0000_0000_0000, 0x7fff_ffff_ffff_ffff][self.below(5) as usize],
-            1 => [0x80, 0x7f, 0xff, 0x8000, 0xffff, 0x8000_0000, 0xffff_ffff][self.below(7) as usize],
+            0 => [0, 1, u64::MAX, 0x8000_0000_0000_0000, 0x7fff_ffff_ffff_ffff]
+                [self.below(5) as usize],
+            1 => {
+                [0x80, 0x7f, 0xff, 0x8000, 0xffff, 0x8000_0000, 0xffff_ffff][self.below(7) as usize]
+            }
             2 => self.below(64),
             _ => self.next_u64(),
         }
@@ -213,7 +216,8 @@ fn forms() -> Vec<Form> {
         // Keep only forms that encode in 64-bit mode (drops e.g. `Inc_r32`, 0x40+r).
         let mut rng = Rng::new(1);
         let ok = (0..8).any(|_| {
-            build(&form, &mut rng, true).is_some_and(|i| Encoder::new(64).encode(&i, 0x1000).is_ok())
+            build(&form, &mut rng, true)
+                .is_some_and(|i| Encoder::new(64).encode(&i, 0x1000).is_ok())
         });
         if ok {
             out.push(form);
@@ -278,12 +282,20 @@ fn reg(rng: &mut Rng, bits: u32) -> Register {
 fn data_mem(rng: &mut Rng, bits: u32) -> MemoryOperand {
     let disp = rng.below(DATA_SIZE - u64::from(bits / 8) + 1) as i64;
     let size = if disp < 128 { 1 } else { 4 };
-    MemoryOperand::new(Register::R15, Register::None, 1, disp, size, false, Register::None)
+    MemoryOperand::new(
+        Register::R15,
+        Register::None,
+        1,
+        disp,
+        size,
+        false,
+        Register::None,
+    )
 }
 
 /// An arbitrary address expression (LEA only, never accessed).
 fn lea_mem(rng: &mut Rng) -> MemoryOperand {
-    let all = [&R64[..], &[Register::RSP, Register::R15]].concat();
+    let all = [R64, &[Register::RSP, Register::R15]].concat();
     let base = all[rng.below(all.len() as u64) as usize];
     let index = if rng.below(3) == 0 {
         Register::None
@@ -296,7 +308,10 @@ fn lea_mem(rng: &mut Rng) -> MemoryOperand {
 }
 
 fn is_shift(m: &str) -> bool {
-    matches!(m, "Shl" | "Shr" | "Sar" | "Rol" | "Ror" | "Rcl" | "Rcr" | "Shld" | "Shrd")
+    matches!(
+        m,
+        "Shl" | "Shr" | "Sar" | "Rol" | "Ror" | "Rcl" | "Rcr" | "Shld" | "Shrd"
+    )
 }
 
 enum Val {
@@ -378,9 +393,8 @@ fn is_shift_mnemonic(m: Mnemonic) -> bool {
 /// True for a shift/rotate whose count is CL (the count, maybe 0, is not visible here).
 fn counts_by_cl(ins: &Instruction) -> bool {
     is_shift_mnemonic(ins.mnemonic())
-        && (0..ins.op_count()).any(|i| {
-            ins.op_kind(i) == OpKind::Register && ins.op_register(i) == Register::CL
-        })
+        && (0..ins.op_count())
+            .any(|i| ins.op_kind(i) == OpKind::Register && ins.op_register(i) == Register::CL)
 }
 
 /// Flags a shift/rotate leaves undefined beyond what iced-x86 reports (conservative: AF after
@@ -395,10 +409,7 @@ fn shift_extra_undef(ins: &Instruction) -> u32 {
     let count_one = (0..ins.op_count()).any(|i| match ins.op_kind(i) {
         OpKind::Immediate8 => ins.immediate8() == 1,
         _ => false,
-    }) || matches!(
-        format!("{:?}", ins.code()).rsplit('_').next(),
-        Some("1")
-    );
+    }) || matches!(format!("{:?}", ins.code()).rsplit('_').next(), Some("1"));
     let mut u = RflagsBits::AF;
     if !count_one {
         u |= RflagsBits::OF;
@@ -527,7 +538,7 @@ impl Block {
     /// Assemble `instrs` (without the final `hlt`, which is appended) at `addr`; the flags mask
     /// is recomputed from the instructions. Used for generated blocks and their prefixes.
     pub fn assemble(mut instrs: Vec<Instruction>, addr: u64) -> Result<Block, IcedError> {
-        let undef = instrs.iter().fold(0, |u, i| track_undef(u, i));
+        let undef = instrs.iter().fold(0, track_undef);
         instrs.push(Instruction::with(Code::Hlt));
         let mut a = CodeAssembler::new(64)?;
         for ins in &instrs {

@@ -21,7 +21,7 @@ use super::gen::{Block, Rng, DATA_SIZE};
 use crate::accel::kvm::KvmAccel;
 use crate::accel::tcg::{Tcg, TcgVcpu};
 use crate::accel::{
-    Accelerator, AccelError, DescriptorTable, ExitStats, GuestRam, IoHandler, Segment, Vcpu,
+    AccelError, Accelerator, DescriptorTable, ExitStats, GuestRam, IoHandler, Segment, Vcpu,
     VcpuContext, VcpuExit, VcpuState,
 };
 
@@ -245,8 +245,7 @@ impl Side {
         let name = accel.name();
         let aerr = |source| HarnessError::Accel { side: name, source };
         let ram = Arc::new(
-            GuestRam::from_ranges(&[(GuestAddress(0), RAM_SIZE)])
-                .map_err(|e| mem_err(0, e))?,
+            GuestRam::from_ranges(&[(GuestAddress(0), RAM_SIZE)]).map_err(|e| mem_err(0, e))?,
         );
         build_tables(&ram)?;
         accel.map_ram(&ram).map_err(aerr)?;
@@ -309,8 +308,8 @@ impl Side {
 }
 
 const GPR_NAMES: [&str; 16] = [
-    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
-    "r13", "r14", "r15",
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
 ];
 
 /// The differences between the host CPU (`kvm`) and the software CPU (`tcg`) after `block`.

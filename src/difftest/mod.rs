@@ -31,8 +31,8 @@ impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "kvm and tcg differ: seed {:#x}, block {} (replay: KEMU_DIFF_SEED={:#x})",
-            self.seed, self.block, self.seed
+            "kvm and tcg differ: campaign seed {:#x}, block {}",
+            self.seed, self.block
         )?;
         if let Some((ins, diffs)) = &self.culprit {
             writeln!(f, "first differing instruction: {ins}")?;
