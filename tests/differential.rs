@@ -65,7 +65,7 @@ fn campaign(len: usize, salt: u64) {
     let seed = base ^ salt;
     let blocks = env_u64("KEMU_DIFF_BLOCKS").map_or(BLOCKS, |b| b as usize);
     println!(
-        "differential: seed {seed:#x} (set KEMU_DIFF_SEED to replay), {blocks} blocks x {len}"
+        "differential: KEMU_DIFF_SEED={base:#x} (campaign seed {seed:#x}), {blocks} blocks x {len}"
     );
     let mut h = Harness::new().unwrap();
     let t0 = std::time::Instant::now();

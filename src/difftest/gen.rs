@@ -281,7 +281,8 @@ fn reg(rng: &mut Rng, bits: u32) -> Register {
 /// `[r15 + disp]` with room for a `bits`-wide access inside the data page.
 fn data_mem(rng: &mut Rng, bits: u32) -> MemoryOperand {
     let disp = rng.below(DATA_SIZE - u64::from(bits / 8) + 1) as i64;
-    let size = if disp < 128 { 1 } else { 4 };
+    // iced-x86 spells a disp32 in 64-bit addressing as displacement size 8.
+    let size = if disp < 128 { 1 } else { 8 };
     MemoryOperand::new(
         Register::R15,
         Register::None,
@@ -304,7 +305,7 @@ fn lea_mem(rng: &mut Rng) -> MemoryOperand {
     };
     let scale = 1 << rng.below(4);
     let disp = rng.next_u64() as i32 as i64;
-    MemoryOperand::new(base, index, scale, disp, 4, false, Register::None)
+    MemoryOperand::new(base, index, scale, disp, 8, false, Register::None)
 }
 
 fn is_shift(m: &str) -> bool {
@@ -573,7 +574,7 @@ mod tests {
         for want in [
             "Add_rm64_r64",
             "Adc_rm8_imm8",
-            "Shld_rm16_r16_CL",
+            "Shld_rm32_r32_CL",
             "Imul_r32_rm32_imm8",
             "Mul_rm64",
             "Cmovne_r16_rm16",
