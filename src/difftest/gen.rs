@@ -73,7 +73,7 @@ const MNEMONICS: &[&str] = &[
     "Add", "Adc", "Sub", "Sbb", "And", "Or", "Xor", "Cmp", "Test", "Inc", "Dec", "Neg", "Not",
     "Shl", "Shr", "Sar", "Rol", "Ror", "Rcl", "Rcr", "Shld", "Shrd", "Mul", "Imul", "Mov", "Movzx",
     "Movsx", "Movsxd", "Lea", "Xchg", "Bswap", "Xadd", "Cmpxchg", "Bt", "Bts", "Btr", "Btc", "Bsf",
-    "Bsr", "Cbw", "Cwde", "Cdqe", "Cwd", "Cdq", "Cqo", "Lahf", "Sahf",
+    "Bsr", "Div", "Idiv", "Cbw", "Cwde", "Cdqe", "Cwd", "Cdq", "Cqo", "Lahf", "Sahf",
 ];
 
 const CONDITIONS: &[&str] = &[
@@ -513,6 +513,15 @@ impl Generator {
             if enc.encode(&ins, addr).is_err() {
                 continue;
             }
+            if matches!(ins.mnemonic(), Mnemonic::Div | Mnemonic::Idiv) {
+                match div_guard(&ins) {
+                    Some(guard) => {
+                        undef = guard.iter().fold(undef, track_undef);
+                        instrs.extend(guard);
+                    }
+                    None => continue,
+                }
+            }
             let needs_defined =
                 ins.rflags_read() & undef != 0 || (counts_by_cl(&ins) && undef != 0);
             if needs_defined {
@@ -526,6 +535,73 @@ impl Generator {
         }
         Block::assemble(instrs, addr)
     }
+}
+
+/// Instructions that make `ins` (a DIV/IDIV) unable to raise #DE: the divisor becomes positive
+/// and odd (`shr d, 1; or d, 1`) and the dividend's high half zero (DIV) or the sign
+/// extension of its low half (IDIV), so the quotient always fits. `None` when the divisor is
+/// a register the dividend uses (the guard would not hold).
+fn div_guard(ins: &Instruction) -> Option<Vec<Instruction>> {
+    let size = match ins.code() {
+        Code::Div_rm8 | Code::Idiv_rm8 => 8,
+        Code::Div_rm16 | Code::Idiv_rm16 => 16,
+        Code::Div_rm32 | Code::Idiv_rm32 => 32,
+        _ => 64,
+    };
+    let (shr, or) = match size {
+        8 => (Code::Shr_rm8_1, Code::Or_rm8_imm8),
+        16 => (Code::Shr_rm16_1, Code::Or_rm16_imm8),
+        32 => (Code::Shr_rm32_1, Code::Or_rm32_imm8),
+        _ => (Code::Shr_rm64_1, Code::Or_rm64_imm8),
+    };
+    let (a, b) = match ins.op0_kind() {
+        OpKind::Register => {
+            let r = ins.op0_register();
+            let clash = if size == 8 {
+                matches!(r, Register::AL | Register::AH)
+            } else {
+                matches!(r.full_register(), Register::RAX | Register::RDX)
+            };
+            if clash {
+                return None;
+            }
+            (
+                Instruction::with2(shr, r, 1).ok()?,
+                Instruction::with2(or, r, 1).ok()?,
+            )
+        }
+        OpKind::Memory => {
+            let m = MemoryOperand::new(
+                Register::R15,
+                Register::None,
+                1,
+                ins.memory_displacement64() as i64,
+                if ins.memory_displacement64() < 128 {
+                    1
+                } else {
+                    8
+                },
+                false,
+                Register::None,
+            );
+            (
+                Instruction::with2(shr, m, 1).ok()?,
+                Instruction::with2(or, m, 1).ok()?,
+            )
+        }
+        _ => return None,
+    };
+    let signed = ins.mnemonic() == Mnemonic::Idiv;
+    let extend = match (size, signed) {
+        (8, false) => Instruction::with2(Code::Movzx_r32_rm8, Register::EAX, Register::AL),
+        (_, false) => Instruction::with2(Code::Xor_r32_rm32, Register::EDX, Register::EDX),
+        (8, true) => Ok(Instruction::with(Code::Cbw)),
+        (16, true) => Ok(Instruction::with(Code::Cwd)),
+        (32, true) => Ok(Instruction::with(Code::Cdq)),
+        _ => Ok(Instruction::with(Code::Cqo)),
+    }
+    .ok()?;
+    Some(vec![a, b, extend])
 }
 
 /// The undefined-flag set after `ins` runs with `undef` undefined before it.
@@ -586,6 +662,8 @@ mod tests {
             "Shl_rm8_1",
             "Mov_r64_imm64",
             "Btc_rm32_imm8",
+            "Div_rm8",
+            "Idiv_rm64",
         ] {
             assert!(names.iter().any(|n| n == want), "{want} missing");
         }
