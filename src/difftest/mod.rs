@@ -3,7 +3,16 @@
 //! [`gen`] produces seeded random blocks of integer instructions; [`harness`] runs each block
 //! at CPL 3 on KVM (where, under PVM, user code runs natively on the host CPU: the oracle) and on
 //! our software CPU from the same start state and compares the results. [`run_campaign`] ties
-//! them together: a seed in, a count of compared instructions or the first [`Mismatch`] out.
+//! them together: a seed in, a count of compared instructions or the first [`Mismatch`] out
+//! (with the shortest failing prefix of the block, which names the first differing
+//! instruction).
+//!
+//! Compared after each block: the 16 GPRs, the arithmetic flags the last writers left defined,
+//! RIP at the end marker, and the 4 KiB data page. Not covered: string instructions, stack
+//! instructions (PUSH/POP/CALL/RET), control flow inside a block, x87/SSE/AVX, system and
+//! privileged instructions, exceptions and their delivery (everything runs at CPL 3 with no
+//! IDT), segment overrides, memory operands with an index register (only `[r15 + disp]`;
+//! LEA uses full base+index*scale+disp forms), unaligned/page-crossing accesses and LOCK.
 
 pub mod gen;
 pub mod harness;
