@@ -10,7 +10,8 @@
 //! operands we do not model (accumulator-only, moffs, segment registers...) are skipped.
 //! Register operands never name RSP or R15 (R15 holds the data-page base, RSP the stack);
 //! memory operands are `[r15 + disp]` inside the data page, so every access lands in RAM both
-//! sides see.
+//! sides see. PUSH/POP use the stack page after it (RSP starts mid-page; a 50-instruction
+//! block cannot leave the page).
 //!
 //! Undefined flags: the generator tracks, per arithmetic flag, whether the last writer left it
 //! undefined (from iced-x86's `rflags_undefined`, widened for shifts, see [`shift_extra_undef`]).
@@ -77,7 +78,8 @@ const MNEMONICS: &[&str] = &[
     "Add", "Adc", "Sub", "Sbb", "And", "Or", "Xor", "Cmp", "Test", "Inc", "Dec", "Neg", "Not",
     "Shl", "Shr", "Sar", "Rol", "Ror", "Rcl", "Rcr", "Shld", "Shrd", "Mul", "Imul", "Mov", "Movzx",
     "Movsx", "Movsxd", "Lea", "Xchg", "Bswap", "Xadd", "Cmpxchg", "Bt", "Bts", "Btr", "Btc", "Bsf",
-    "Bsr", "Div", "Idiv", "Cbw", "Cwde", "Cdqe", "Cwd", "Cdq", "Cqo", "Lahf", "Sahf",
+    "Bsr", "Div", "Idiv", "Cbw", "Cwde", "Cdqe", "Cwd", "Cdq", "Cqo", "Lahf", "Sahf", "Push",
+    "Pop",
 ];
 
 const CONDITIONS: &[&str] = &[
@@ -677,6 +679,8 @@ mod tests {
             "Btc_rm32_imm8",
             "Div_rm8",
             "Idiv_rm64",
+            "Push_r64",
+            "Pop_rm64",
         ] {
             assert!(names.iter().any(|n| n == want), "{want} missing");
         }

@@ -6,7 +6,7 @@
 //! and one vCPU at CPL 3 in 64-bit mode. A block enters as bytes written to the code page plus a
 //! start state (GPRs, arithmetic flags, data page); the block ends with `hlt`, which at CPL 3
 //! raises #GP, and with an empty IDT that escalates to a triple fault (`VcpuExit::Shutdown`) on
-//! both accelerators. What leaves is the final GPRs, the defined flags and the data page of each
+//! both accelerators. What leaves is the final GPRs, the defined flags and the data and stack pages of each
 //! side, compared into a list of differences.
 //!
 //! Both sides are built once and reused for every block (PVM makes each KVM entry costly): the
@@ -40,8 +40,10 @@ pub const CODE: u64 = 0x10000;
 pub const CODE_SIZE: u64 = 0x2000;
 /// The data page memory operands address (through R15).
 pub const DATA: u64 = 0x20000;
-/// The stack page (RSP points into it; nothing pushes).
-const STACK: u64 = 0x30000;
+/// The stack page, right after the data page so one compare covers both (PUSH/POP use it).
+const STACK: u64 = DATA + DATA_SIZE;
+/// Bytes compared from [`DATA`]: the data page and the stack page.
+const COMPARED: usize = 2 * DATA_SIZE as usize;
 const USER_CS: u16 = 0x23;
 const USER_DS: u16 = 0x1b;
 const TSS_SEL: u16 = 0x28;
@@ -104,7 +106,7 @@ pub struct Start {
     pub gpr: [u64; 16],
     /// Arithmetic flags (only CF PF AF ZF SF OF are used).
     pub flags: u64,
-    /// Data page contents.
+    /// Data page then stack page contents.
     pub data: Vec<u8>,
 }
 
@@ -117,7 +119,7 @@ impl Start {
         }
         gpr[4] = STACK + 0x800;
         gpr[15] = DATA;
-        let mut data = vec![0u8; DATA_SIZE as usize];
+        let mut data = vec![0u8; COMPARED];
         for chunk in data.chunks_mut(8) {
             let v = rng.value().to_le_bytes();
             chunk.copy_from_slice(&v[..chunk.len()]);
@@ -139,7 +141,7 @@ pub struct End {
     pub rflags: u64,
     /// RIP at the shutdown.
     pub rip: u64,
-    /// Final data page.
+    /// Final data page then stack page.
     pub data: Vec<u8>,
 }
 
@@ -294,7 +296,7 @@ impl Side {
                 rip: s.rip,
             });
         }
-        let mut data = vec![0u8; DATA_SIZE as usize];
+        let mut data = vec![0u8; COMPARED];
         self.ram
             .read_slice(&mut data, GuestAddress(DATA))
             .map_err(|e| mem_err(DATA, e))?;
@@ -337,7 +339,7 @@ pub fn compare(block: &Block, kvm: &End, tcg: &End) -> Vec<String> {
     for (i, (a, b)) in kvm.data.chunks(8).zip(tcg.data.chunks(8)).enumerate() {
         if a != b {
             d.push(format!(
-                "data[{:#x}]: kvm {a:02x?} tcg {b:02x?}",
+                "mem[{:#x}]: kvm {a:02x?} tcg {b:02x?}",
                 DATA + 8 * i as u64
             ));
         }
