@@ -8,11 +8,11 @@
 //! instruction).
 //!
 //! Compared after each block: the 16 GPRs, the arithmetic flags the last writers left defined,
-//! RIP at the end marker, and the data and stack pages. Not covered: string instructions, far
-//! stack instructions (CALL/RET/ENTER/LEAVE/PUSHF/POPF), control flow inside a block, x87/SSE/AVX, system and
+//! RIP at the end marker, and the data and stack pages. Not covered: string instructions,
+//! CALL/RET/ENTER/LEAVE/PUSHF/POPF, control flow inside a block, x87/SSE/AVX, system and
 //! privileged instructions, exceptions and their delivery (everything runs at CPL 3 with no
 //! IDT), segment overrides, memory operands with an index register (only `[r15 + disp]`;
-//! LEA uses full base+index*scale+disp forms), unaligned/page-crossing accesses and LOCK.
+//! LEA uses full base+index*scale+disp forms), page-crossing accesses and LOCK.
 
 pub mod gen;
 pub mod harness;
