@@ -290,15 +290,32 @@ fn reg(rng: &mut Rng, bits: u32) -> Register {
     }
 }
 
-/// `[r15 + disp]` with room for a `bits`-wide access inside the data page.
+/// Largest value an index register holds when used in a data operand (see [`INDEX_MASK`]).
+const INDEX_MASK: u32 = 0x1ff;
+
+/// `[r15 + disp]` or `[r15 + index*scale + disp]` with room for a `bits`-wide access inside
+/// the data page. The block generator masks an index register to [`INDEX_MASK`] right before
+/// the instruction (`and r32, 0x1ff`), so the address stays in the page.
 fn data_mem(rng: &mut Rng, bits: u32) -> MemoryOperand {
-    let disp = rng.below(DATA_SIZE - u64::from(bits / 8) + 1) as i64;
+    let bytes = u64::from(bits / 8);
+    let (index, scale) = if rng.below(3) == 0 {
+        let scale = 1u32 << rng.below(3);
+        (R64[rng.below(R64.len() as u64) as usize], scale)
+    } else {
+        (Register::None, 1)
+    };
+    let reach = if index == Register::None {
+        0
+    } else {
+        u64::from(INDEX_MASK * scale)
+    };
+    let disp = rng.below(DATA_SIZE - reach - bytes + 1) as i64;
     // iced-x86 spells a disp32 in 64-bit addressing as displacement size 8.
     let size = if disp < 128 { 1 } else { 8 };
     MemoryOperand::new(
         Register::R15,
-        Register::None,
-        1,
+        index,
+        scale,
         disp,
         size,
         false,
@@ -528,7 +545,19 @@ impl Generator {
             if enc.encode(&ins, addr).is_err() {
                 continue;
             }
-            if matches!(ins.mnemonic(), Mnemonic::Div | Mnemonic::Idiv) {
+            let index = ins.memory_index();
+            let is_div = matches!(ins.mnemonic(), Mnemonic::Div | Mnemonic::Idiv);
+            if index != Register::None && ins.mnemonic() != Mnemonic::Lea {
+                // The DIV guard rewrites RAX/RDX, which must not move the divisor's address.
+                if is_div && matches!(index, Register::RAX | Register::RDX) {
+                    continue;
+                }
+                let idx32 = Register::EAX + index.number() as u32;
+                let mask = Instruction::with2(Code::And_rm32_imm32, idx32, INDEX_MASK)?;
+                undef = track_undef(undef, &mask);
+                instrs.push(mask);
+            }
+            if is_div {
                 match div_guard(&ins) {
                     Some(guard) => {
                         undef = guard.iter().fold(undef, track_undef);
@@ -588,8 +617,8 @@ fn div_guard(ins: &Instruction) -> Option<Vec<Instruction>> {
         OpKind::Memory => {
             let m = MemoryOperand::new(
                 Register::R15,
-                Register::None,
-                1,
+                ins.memory_index(),
+                ins.memory_index_scale(),
                 ins.memory_displacement64() as i64,
                 if ins.memory_displacement64() < 128 {
                     1
@@ -696,5 +725,14 @@ mod tests {
         assert_eq!(b1.bytes.last(), Some(&0xf4));
         assert!(b1.instrs.len() > 50);
         assert!(b1.disassembly().contains("hlt"));
+        let text: String = (0..20)
+            .map(|i| {
+                g.block(&mut Rng::new(i), 50, 0x10000)
+                    .unwrap()
+                    .disassembly()
+            })
+            .collect();
+        assert!(text.contains("[r15+r"), "no indexed data operand");
+        assert!(text.contains("div "), "no DIV/IDIV");
     }
 }

@@ -11,8 +11,8 @@
 //! RIP at the end marker, and the data and stack pages. Not covered: string instructions,
 //! CALL/RET/ENTER/LEAVE/PUSHF/POPF, control flow inside a block, x87/SSE/AVX, system and
 //! privileged instructions, exceptions and their delivery (everything runs at CPL 3 with no
-//! IDT), segment overrides, memory operands with an index register (only `[r15 + disp]`;
-//! LEA uses full base+index*scale+disp forms), page-crossing accesses and LOCK.
+//! IDT), segment overrides, data operands other than `[r15 + disp]` / `[r15 + idx*1,2,4 +
+//! disp]` (LEA uses any base+index*scale+disp), page-crossing accesses and LOCK.
 
 pub mod gen;
 pub mod harness;
