@@ -9,5 +9,6 @@ pub mod block;
 pub mod cli;
 pub mod cpu;
 pub mod devices;
+pub mod difftest;
 pub mod guests;
 pub mod machine;
