@@ -406,22 +406,7 @@ pub fn retf(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     }
     let rpl = (sel & 3) as u8;
     let cpl = cpu.state.cpl();
-    if rpl < cpl || sel & !3 == 0 {
-        return Err(gp(u32::from(sel & !3)));
-    }
-    let d = cpu.read_desc(sel)?;
-    let mut cs = segment_from_desc(sel, d);
-    let err = u32::from(sel & !3);
-    if !cs.s || cs.type_ & 8 == 0 {
-        return Err(gp(err));
-    }
-    if (cs.type_ & 4 == 0 && cs.dpl != rpl) || (cs.type_ & 4 != 0 && cs.dpl > rpl) {
-        return Err(gp(err));
-    }
-    if !cs.present {
-        return Err(np(err));
-    }
-    cs.type_ |= 1;
+    let cs = return_code_segment(cpu, sel, cpl)?;
     if rpl > cpl {
         let base = 2 * size as u64 + extra;
         let new_sp = cpu.peek(base, size)?;
@@ -547,22 +532,7 @@ pub fn iret(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         return Err(gp(0));
     }
     let rpl = (sel & 3) as u8;
-    if sel & !3 == 0 || rpl < cpl {
-        return Err(gp(u32::from(sel & !3)));
-    }
-    let d = cpu.read_desc(sel)?;
-    let mut cs = segment_from_desc(sel, d);
-    let err = u32::from(sel & !3);
-    if !cs.s || cs.type_ & 8 == 0 {
-        return Err(gp(err));
-    }
-    if (cs.type_ & 4 == 0 && cs.dpl != rpl) || (cs.type_ & 4 != 0 && cs.dpl > rpl) {
-        return Err(gp(err));
-    }
-    if !cs.present {
-        return Err(np(err));
-    }
-    cs.type_ |= 1;
+    let cs = return_code_segment(cpu, sel, cpl)?;
     let pops_stack = rpl > cpl || (cpu.state.mode64() && size == 8) || cpu.state.mode64();
     let (new_sp, new_ss) = if pops_stack {
         let sp = cpu.peek(3 * size as u64, size)?;
@@ -600,4 +570,28 @@ pub fn iret(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     cpu.next_rip = target;
     let _ = op_size;
     Ok(())
+}
+
+/// The code segment a far return (RETF, IRET) goes back to, checked as the SDM's return rules
+/// say: not null, RPL not above the current privilege, a present code segment whose DPL matches
+/// (non-conforming) or does not exceed (conforming) the RPL. Marked accessed.
+fn return_code_segment(cpu: &mut Cpu, sel: u16, cpl: u8) -> Res<Segment> {
+    let rpl = (sel & 3) as u8;
+    let err = u32::from(sel & !3);
+    if sel & !3 == 0 || rpl < cpl {
+        return Err(gp(err));
+    }
+    let d = cpu.read_desc(sel)?;
+    let mut cs = segment_from_desc(sel, d);
+    if !cs.s || cs.type_ & 8 == 0 {
+        return Err(gp(err));
+    }
+    if (cs.type_ & 4 == 0 && cs.dpl != rpl) || (cs.type_ & 4 != 0 && cs.dpl > rpl) {
+        return Err(gp(err));
+    }
+    if !cs.present {
+        return Err(np(err));
+    }
+    cs.type_ |= 1;
+    Ok(cs)
 }
