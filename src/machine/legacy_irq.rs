@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::control::Control;
-use super::MachineError;
+use super::{lock, MachineError};
 use crate::accel::{InterruptSource, IrqChip};
 use crate::devices::clock::{Clock, HostClock};
 use crate::devices::pic::{self, Pic8259Pair};
@@ -22,10 +22,6 @@ use crate::devices::{Bus, BusError};
 
 /// The longest the PIT ticker sleeps without looking again (the guest may reprogram it).
 const TICKER_MAX_SLEEP: Duration = Duration::from_millis(5);
-
-fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// ISA interrupt lines into the PIC pair.
 pub struct LegacyIrqChip {

@@ -64,6 +64,12 @@ pub enum MachineError {
     Failed(String),
 }
 
+/// Lock a mutex shared with device callbacks. A holder that panicked leaves plain data behind,
+/// and the machine keeps running rather than wedge on it.
+fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Build and run the machine described by `config`; returns the process exit status.
 pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
     let trace = trace::Trace::open(&config)?;

@@ -21,7 +21,7 @@ use super::console::{self, ConsoleError, ConsoleOutput, RawTerminal};
 use super::control::{Control, Outcome};
 use super::io::MachineIo;
 use super::trace::Trace;
-use super::MachineError;
+use super::{lock, MachineError};
 use crate::accel::IrqChip;
 use crate::devices::acpi_pm::{AcpiPm, PM_BASE, PM_LEN, SCI_IRQ};
 use crate::devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN, RTC_IRQ};
@@ -146,10 +146,6 @@ impl Inbox {
         drop(com1);
         self.pending.drain(..taken);
     }
-}
-
-fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One interrupt line of the accelerator's irqchip.
