@@ -16,6 +16,7 @@ pub mod exception;
 pub mod exec;
 pub mod fault;
 pub mod flags;
+pub mod fpu_state;
 pub mod interrupt;
 pub mod mmu;
 pub mod run;

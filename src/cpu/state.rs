@@ -8,6 +8,7 @@
 use crate::accel::{DescriptorTable, Segment, VcpuState};
 
 use super::flags::{Flags, VM};
+use super::fpu_state::FpuState;
 
 /// Segment register indexes into [`CpuState::seg`], in instruction-encoding order.
 pub mod sreg {
@@ -184,6 +185,8 @@ pub struct CpuState {
     pub msr: Msrs,
     /// Time-stamp counter (advanced by retired instructions).
     pub tsc: u64,
+    /// x87 and SSE registers.
+    pub fpu: FpuState,
 }
 
 impl Default for CpuState {
@@ -220,6 +223,7 @@ impl CpuState {
                 ..Msrs::default()
             },
             tsc: 0,
+            fpu: FpuState::default(),
         }
     }
 
