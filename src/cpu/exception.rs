@@ -31,10 +31,8 @@ impl Cpu {
             let rip = self.state.rip;
             match self.deliver(v, c, Kind::Exception, rip) {
                 Ok(()) => return Ok(()),
-                Err(Fault::Exception {
-                    vector: v2,
-                    code: c2,
-                }) => {
+                Err(Fault::Exception(e)) => {
+                    let (v2, c2) = (e.vector(), e.code());
                     if v == vec::DF {
                         return Err(CpuExit::Shutdown);
                     }
@@ -64,7 +62,7 @@ impl Cpu {
         let rip = self.state.rip;
         match self.deliver(vector, code, kind, rip) {
             Ok(()) => Ok(()),
-            Err(Fault::Exception { vector, code }) => self.raise_exception(vector, code),
+            Err(Fault::Exception(e)) => self.raise_exception(e.vector(), e.code()),
             Err(_) => Err(CpuExit::Shutdown),
         }
     }

@@ -69,8 +69,12 @@ impl Cpu {
             if self.halted {
                 return CpuExit::Halt;
             }
+            // No block pointer is held across this point: free what the last block retired.
+            self.blocks.collect();
             let block = match self.current_block() {
-                Ok(b) => b,
+                // SAFETY: the block stays alive until the next `collect` above, which runs only
+                // after this iteration is done with it (see the decode module doc).
+                Ok(p) => unsafe { &*p },
                 Err(f) => match self.fault(f) {
                     Ok(()) => continue,
                     Err(exit) => return exit,
@@ -136,7 +140,7 @@ impl Cpu {
     /// Turn a fault into its effect: exception delivery, halt, or an exit.
     fn fault(&mut self, f: Fault) -> Result<(), CpuExit> {
         match f {
-            Fault::Exception { vector, code } => self.raise_exception(vector, code),
+            Fault::Exception(e) => self.raise_exception(e.vector(), e.code()),
             Fault::Halt => {
                 self.halted = true;
                 self.stats.count(self.id, crate::accel::ExitReason::Halt);

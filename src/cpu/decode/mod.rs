@@ -91,6 +91,8 @@ pub struct BlockCache {
     bitmap: Vec<u64>,
     /// Direct-mapped front cache: most block lookups end here without hashing.
     fast: Vec<Option<(Key, Arc<Block>)>>,
+    /// Blocks dropped from the cache, freed at the next block boundary.
+    retired: Vec<Arc<Block>>,
 }
 
 #[inline]
@@ -118,20 +120,38 @@ impl BlockCache {
             .is_some_and(|w| w & (1 << (page % 64)) != 0)
     }
 
-    /// A cached block.
+    /// A cached block. The pointer stays valid until the next [`BlockCache::collect`], even
+    /// if the block is dropped from the cache meanwhile.
     #[inline]
-    pub fn get(&mut self, key: &Key) -> Option<Arc<Block>> {
+    pub fn get(&mut self, key: &Key) -> Option<*const Block> {
         let idx = fast_index(key);
         if let Some(Some((k, b))) = self.fast.get(idx) {
             if k == key {
-                return Some(b.clone());
+                return Some(Arc::as_ptr(b));
             }
         }
         let b = self.map.get(key)?.clone();
+        let p = Arc::as_ptr(&b);
         if let Some(slot) = self.fast.get_mut(idx) {
-            *slot = Some((*key, b.clone()));
+            *slot = Some((*key, b));
         }
-        Some(b)
+        Some(p)
+    }
+
+    /// Keep `block` (not cached) alive until the next [`BlockCache::collect`].
+    pub fn park(&mut self, block: Arc<Block>) -> *const Block {
+        let p = Arc::as_ptr(&block);
+        self.retired.push(block);
+        p
+    }
+
+    /// Free the blocks dropped since the last call. Only the run loop calls this, between
+    /// blocks, when no pointer from [`BlockCache::get`] is in use.
+    #[inline]
+    pub fn collect(&mut self) {
+        if !self.retired.is_empty() {
+            self.retired.clear();
+        }
     }
 
     /// Cache a block; returns false (not cached) if its page is outside the bitmap.
@@ -155,7 +175,9 @@ impl BlockCache {
         let page = phys & !0xfff;
         if let Some(keys) = self.pages.remove(&page) {
             for k in keys {
-                self.map.remove(&k);
+                if let Some(b) = self.map.remove(&k) {
+                    self.retired.push(b);
+                }
                 if let Some(slot) = self.fast.get_mut(fast_index(&k)) {
                     if slot.as_ref().is_some_and(|(fk, _)| *fk == k) {
                         *slot = None;
@@ -171,7 +193,7 @@ impl BlockCache {
 
     /// Drop everything.
     pub fn clear(&mut self) {
-        self.map.clear();
+        self.retired.extend(self.map.drain().map(|(_, b)| b));
         self.pages.clear();
         self.bitmap.fill(0);
         self.fast.fill(None);
@@ -191,7 +213,8 @@ impl BlockCache {
 impl Cpu {
     /// The block at the current CS:RIP, from the cache or freshly decoded. Fetch faults (#PF,
     /// #GP on CS limit) are returned like any instruction fault.
-    pub(crate) fn current_block(&mut self) -> Res<Arc<Block>> {
+    /// The pointer is valid until the next `self.blocks.collect()` (see the module doc).
+    pub(crate) fn current_block(&mut self) -> Res<*const Block> {
         let bits = self.state.bitness();
         let rip = self.state.rip;
         let cs = &self.state.seg[super::state::sreg::CS];
@@ -221,14 +244,17 @@ impl Cpu {
                 unsafe { std::slice::from_raw_parts(page.add(off), len) }.to_vec()
             })
         };
-        if let Some(b) = self.blocks.get(&key) {
+        if let Some(p) = self.blocks.get(&key) {
+            // SAFETY: `get` returned a block the cache keeps alive until the next `collect`,
+            // which only the run loop calls, never during this function.
+            let b = unsafe { &*p };
             if b.epoch.load(Ordering::Relaxed) == epoch {
-                return Ok(b);
+                return Ok(p);
             }
             // Guest RAM may have been written behind our back (DMA): check the bytes.
             if copy(b.bytes.len()).is_some_and(|c| c == b.bytes) {
                 b.epoch.store(epoch, Ordering::Relaxed);
-                return Ok(b);
+                return Ok(p);
             }
             self.blocks.invalidate_page(frame);
         }
@@ -253,17 +279,17 @@ impl Cpu {
                     bytes: Vec::new(),
                     epoch: AtomicU64::new(epoch),
                 });
-                return Ok(Arc::new(Block {
+                return Ok(self.blocks.park(Arc::new(Block {
                     insns: b.insns.into_iter().take(1).collect(),
                     bytes: Vec::new(),
                     epoch: AtomicU64::new(epoch),
-                }));
+                })));
             }
         };
         if self.blocks.insert(key, block.clone()) {
             self.tlb.flush_phys_writes(frame);
         }
-        Ok(block)
+        Ok(self.blocks.park(block))
     }
 }
 

@@ -75,6 +75,7 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
         M::Xchg => alu::xchg,
         M::Cmpxchg => alu::cmpxchg,
         M::Cmpxchg8b => alu::cmpxchg8b,
+        M::Cmpxchg16b => alu::cmpxchg16b,
         M::Xadd => alu::xadd,
         M::Bswap => alu::bswap,
         M::Cbw | M::Cwde | M::Cdqe => alu::cbw_family,

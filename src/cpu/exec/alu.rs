@@ -266,6 +266,35 @@ pub fn cmpxchg8b(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     Ok(())
 }
 
+/// CMPXCHG16B: compare RDX:RAX with the 16-byte operand, store RCX:RBX or load it back. The
+/// operand must be 16-byte aligned (#GP(0)), so both halves sit in one page and the first
+/// write cannot succeed where the second would fault.
+pub fn cmpxchg16b(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    let a = ea(cpu, i);
+    let seg = mem_seg(i);
+    let lin = cpu.state.seg[seg].base.wrapping_add(a);
+    if lin & 0xf != 0 {
+        return Err(crate::cpu::fault::gp(0));
+    }
+    let lo = cpu.read_seg(seg, a, 8)?;
+    let hi = cpu.read_seg(seg, a.wrapping_add(8), 8)?;
+    let g = &cpu.state.gpr;
+    if lo == g[0] && hi == g[2] {
+        let (new_lo, new_hi) = (g[3], g[1]);
+        cpu.write_seg(seg, a, 8, new_lo)?;
+        cpu.write_seg(seg, a.wrapping_add(8), 8, new_hi)?;
+        cpu.state.flags.set_flag(ZF, true);
+    } else {
+        // The processor writes the old value back (the locked cycle always writes).
+        cpu.write_seg(seg, a, 8, lo)?;
+        cpu.write_seg(seg, a.wrapping_add(8), 8, hi)?;
+        cpu.state.gpr[0] = lo;
+        cpu.state.gpr[2] = hi;
+        cpu.state.flags.set_flag(ZF, false);
+    }
+    Ok(())
+}
+
 /// XADD.
 pub fn xadd(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let size = op_size(i, 0);

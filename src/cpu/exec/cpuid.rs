@@ -1,5 +1,5 @@
 //! CPUID: a GenuineIntel-compatible description of exactly what this CPU implements. No x87,
-//! no SSE, no local APIC yet; PAE, PSE, PGE, TSC, MSR, CX8, CMOV, SEP, PAT, CLFSH, POPCNT,
+//! no SSE, no local APIC yet; PAE, PSE, PGE, TSC, MSR, CX8, CX16, CMOV, SEP, PAT, CLFSH, POPCNT,
 //! SYSCALL, NX, LM, RDTSCP and LAHF/SAHF in 64-bit mode.
 
 use iced_x86::Instruction;
@@ -20,7 +20,8 @@ const LEAF1_EDX: u32 = (1 << 3) // PSE
     | (1 << 16) // PAT
     | (1 << 19); // CLFSH
 /// Leaf 1 ECX feature bits.
-const LEAF1_ECX: u32 = 1 << 23; // POPCNT
+const LEAF1_ECX: u32 = (1 << 13) // CMPXCHG16B
+    | (1 << 23); // POPCNT
 /// Leaf 0x80000001 EDX.
 const EXT1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 27) | (1 << 29);
 /// Leaf 0x80000001 ECX.

@@ -2,12 +2,18 @@
 //! size (the address size comes from iced-x86's string operand kinds). Registers are committed
 //! after every element so a fault mid-way leaves a restartable state; a long REP yields after
 //! [`CHUNK`] elements by re-executing itself, so kicks and interrupts are not starved.
+//!
+//! REP MOVS and REP STOS going forward run in bulk ([`bulk_rep`]): per page, one TLB lookup on
+//! each side and one host copy or fill, the registers committed after each page. Anything the
+//! bulk path does not take (backward, MMIO, overlapping copies that replicate, segment-limit
+//! edges, faults) falls through to the element loop, which stays the reference semantics.
 
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 use super::{mem_seg, size_mask};
 use crate::cpu::fault::Res;
 use crate::cpu::flags::{FlagOp, DF};
+use crate::cpu::mmu::tlb::Access;
 use crate::cpu::state::sreg;
 use crate::cpu::Cpu;
 
@@ -51,6 +57,11 @@ pub fn string(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     );
     let src_seg = mem_seg(i);
     let mut done = 0u64;
+    if rep && step == es as u64 {
+        if let Some(d) = bulk_rep(cpu, mn, src_seg, asz, es) {
+            done = d;
+        }
+    }
     loop {
         if rep && cpu.state.gpr[1] & am == 0 {
             break;
@@ -136,6 +147,94 @@ pub fn string(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         }
     }
     Ok(())
+}
+
+/// REP MOVS/STOS forward in page-sized host copies: returns the elements done (registers
+/// already advanced), or `None` for instructions it does not handle. Stops early, leaving the
+/// rest to the element loop, at the first thing that needs care.
+fn bulk_rep(cpu: &mut Cpu, mn: Mnemonic, src_seg: usize, asz: usize, es: usize) -> Option<u64> {
+    let movs = match mn {
+        Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd | Mnemonic::Movsq => true,
+        Mnemonic::Stosb | Mnemonic::Stosw | Mnemonic::Stosd | Mnemonic::Stosq => false,
+        _ => return None,
+    };
+    let am = size_mask(asz);
+    let user = cpu.state.cpl() == 3;
+    let esz = es as u64;
+    let mut done = 0u64;
+    while done < CHUNK {
+        let count = cpu.state.gpr[1] & am;
+        if count == 0 {
+            break;
+        }
+        let si = cpu.state.gpr[6] & am;
+        let di = cpu.state.gpr[7] & am;
+        // Elements until either side reaches its page end (at least one whole element).
+        let Ok(dlin) = cpu.linear(sreg::ES, di, es, true) else {
+            break;
+        };
+        let mut n = count.min(CHUNK - done).min((0x1000 - (dlin & 0xfff)) / esz);
+        let slin = if movs {
+            let Ok(l) = cpu.linear(src_seg, si, es, false) else {
+                break;
+            };
+            n = n.min((0x1000 - (l & 0xfff)) / esz);
+            l
+        } else {
+            0
+        };
+        // The address registers must not wrap inside the run, and the last element must pass
+        // the same segment checks as the first.
+        let span = n * esz;
+        if n == 0 || di + span - 1 > am || (movs && si + span - 1 > am) {
+            break;
+        }
+        if cpu.linear(sreg::ES, di + span - esz, es, true).is_err()
+            || (movs && cpu.linear(src_seg, si + span - esz, es, false).is_err())
+        {
+            break;
+        }
+        let src = if movs {
+            match cpu.host_span(slin, Access::Read, user) {
+                Ok(Some(p)) => Some(p as *const u8),
+                _ => break,
+            }
+        } else {
+            None
+        };
+        let Ok(Some(dst)) = cpu.host_span(dlin, Access::Write, user) else {
+            break;
+        };
+        let len = span as usize;
+        match src {
+            Some(src) => {
+                // A forward element copy whose destination starts inside its source replicates
+                // data; memmove would not. Leave those to the element loop.
+                if dst as usize > src as usize && (dst as usize) < src as usize + len {
+                    break;
+                }
+                // SAFETY: `host_span` returned host addresses of RAM pages that stay mapped
+                // while this Cpu lives; both runs end at or before their page ends (n was
+                // clamped to each side's page). `copy` allows overlap.
+                unsafe { std::ptr::copy(src, dst, len) };
+            }
+            None => {
+                let v = cpu.state.gpr[0].to_le_bytes();
+                // SAFETY: as above, `dst..dst+len` lies in one RAM page.
+                let out = unsafe { std::slice::from_raw_parts_mut(dst, len) };
+                for chunk in out.chunks_exact_mut(es) {
+                    chunk.copy_from_slice(&v[..es]);
+                }
+            }
+        }
+        if movs {
+            cpu.set_gpr_sized(6, asz, si.wrapping_add(span));
+        }
+        cpu.set_gpr_sized(7, asz, di.wrapping_add(span));
+        cpu.set_gpr_sized(1, asz, count - n);
+        done += n;
+    }
+    Some(done)
 }
 
 impl Cpu {

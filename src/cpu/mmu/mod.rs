@@ -198,6 +198,24 @@ impl Cpu {
         Ok(())
     }
 
+    /// Host address of linear `lin` for an access of kind `acc` (filling the TLB, so faults
+    /// and A/D bits are as for a normal access), or `None` when the page is MMIO. The address
+    /// is valid up to the end of `lin`'s page; a write entry never maps a page holding code.
+    pub(crate) fn host_span(&mut self, lin: u64, acc: Access, user: bool) -> Res<Option<*mut u8>> {
+        let e = {
+            let e = self.tlb.sets[acc as usize][index(lin)];
+            if e.tag == tag(lin, user) {
+                e
+            } else {
+                self.tlb_fill(lin, acc, user)?
+            }
+        };
+        if e.mmio {
+            return Ok(None);
+        }
+        Ok(Some(e.addend.wrapping_add(lin as usize) as *mut u8))
+    }
+
     /// Make sure a write to `lin` would not fault (fills the write TLB).
     pub(crate) fn probe_write(&mut self, lin: u64, user: bool) -> Res<()> {
         let e = self.tlb.sets[Access::Write as usize][index(lin)];

@@ -2,9 +2,11 @@
 //! small guest RAM with a mock I/O handler, in real, 32-bit protected and 64-bit long mode.
 
 mod alu_flags;
+mod atomics;
 mod exceptions;
 mod modes;
 mod programs;
+mod strings;
 mod system;
 
 use std::sync::atomic::AtomicBool;
