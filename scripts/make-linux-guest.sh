@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# make-linux-guest.sh [OUT_DIR]: assemble kemu's real-Linux test guest from Debian's packages.
+# make-linux-guest.sh [OUT_DIR [FLAVOUR]]: assemble kemu's real-Linux test guest from Debian's
+# packages. FLAVOUR is `cloud` (default: linux-image-*-cloud-amd64) or `generic`
+# (linux-image-*-amd64, the kernel Debian installs on PCs).
 #
-# Outputs in OUT_DIR (default build/linux-guest in the repository, which git ignores):
-#   bzImage             Debian's cloud kernel (linux-image-*-cloud-amd64, newest 6.1), as shipped
+# Outputs in OUT_DIR (default build/linux-guest, or build/linux-guest-generic, which git ignores):
+#   bzImage             Debian's kernel of that flavour (newest 6.1), as shipped
 #   vmlinux             the ELF kernel unpacked from bzImage's compressed payload
 #   initramfs.cpio.gz   busybox-static and an /init that prints KEMU-LINUX-GUEST-OK, runs a few
 #                       commands (uname, /proc/cpuinfo, date, a pipeline) and powers off
@@ -15,7 +17,15 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT=${1:-$ROOT/build/linux-guest}
+FLAVOUR=${2:-cloud}
+case "$FLAVOUR" in
+cloud) META=linux-image-cloud-amd64; KREGEX='^linux-image-6\.1\.[0-9.]+-[0-9]+-cloud-amd64$'
+    DEFAULT_OUT=$ROOT/build/linux-guest ;;
+generic) META=linux-image-amd64; KREGEX='^linux-image-6\.1\.[0-9.]+-[0-9]+-amd64$'
+    DEFAULT_OUT=$ROOT/build/linux-guest-generic ;;
+*) echo "make-linux-guest: unknown flavour '$FLAVOUR' (cloud or generic)" >&2; exit 2 ;;
+esac
+OUT=${1:-$DEFAULT_OUT}
 export DEBIAN_FRONTEND=noninteractive
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -45,15 +55,15 @@ else
     ensure_tool gzip gzip
     ensure_tool readelf binutils
 
-    # The versioned package behind the linux-image-cloud-amd64 metapackage; else the newest
-    # 6.1 cloud kernel apt knows.
-    KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+    # The versioned package behind the flavour's metapackage; else the newest 6.1 kernel of
+    # that flavour apt knows.
+    KPKG=$(apt-cache depends "$META" 2>/dev/null |
         awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
     if [ -z "$KPKG" ]; then
-        KPKG=$(apt-cache search --names-only '^linux-image-6\.1\.[0-9.]+-[0-9]+-cloud-amd64$' |
+        KPKG=$(apt-cache search --names-only "$KREGEX" |
             awk '{ print $1 }' | sort -V | tail -n 1)
     fi
-    [ -n "$KPKG" ] || die "no linux-image-*-cloud-amd64 package found (apt-get update?)"
+    [ -n "$KPKG" ] || die "no $FLAVOUR kernel package ($META) found (apt-get update?)"
     log "kernel package: $KPKG"
 
     WORK=$(mktemp -d)
