@@ -72,6 +72,9 @@ struct State {
     /// Breakpoints by linear address.
     sw: Vec<u64>,
     hw: Vec<u64>,
+    /// Software breakpoints kept in free debug registers instead of INT3 bytes (a subset of
+    /// `sw`; see [`DebugHub::sw_breakpoint_in_debug_register`]).
+    sw_in_dr: Vec<u64>,
     /// Bumped when breakpoints or steps change; `applied[i]` is what vCPU i has loaded.
     generation: u64,
     applied: Vec<u64>,
@@ -206,8 +209,13 @@ impl DebugHub {
         if s.applied.get(id).copied() != Some(s.generation) {
             let cfg = DebugConfig {
                 single_step: s.step.get(id).copied().unwrap_or(false),
-                sw_breakpoints: s.sw.clone(),
-                hw_breakpoints: s.hw.clone(),
+                sw_breakpoints: s
+                    .sw
+                    .iter()
+                    .filter(|a| !s.sw_in_dr.contains(a))
+                    .copied()
+                    .collect(),
+                hw_breakpoints: s.hw.iter().chain(&s.sw_in_dr).copied().collect(),
             };
             let generation = s.generation;
             if let Some(a) = s.applied.get_mut(id) {
@@ -271,6 +279,7 @@ impl DebugHub {
         s.events = None;
         s.sw.clear();
         s.hw.clear();
+        s.sw_in_dr.clear();
         s.step.iter_mut().for_each(|x| *x = false);
         s.hold.iter_mut().for_each(|h| *h = false);
         s.generation += 1;
@@ -313,9 +322,13 @@ impl DebugHub {
     /// hardware breakpoint fails (returns false).
     pub fn set_breakpoint(&self, addr: u64, hw: bool, on: bool) -> bool {
         let mut s = self.lock();
+        let used = s.hw.len() + s.sw_in_dr.len();
+        if !hw && !on {
+            s.sw_in_dr.retain(|&a| a != addr);
+        }
         let list = if hw { &mut s.hw } else { &mut s.sw };
         if on {
-            if hw && list.len() >= crate::accel::MAX_HW_BREAKPOINTS {
+            if hw && used >= crate::accel::MAX_HW_BREAKPOINTS {
                 return false;
             }
             list.push(addr);
@@ -324,6 +337,21 @@ impl DebugHub {
         } else {
             return false;
         }
+        s.generation += 1;
+        true
+    }
+
+    /// Add a software breakpoint at `addr` that a free debug register implements, if one is
+    /// free (returns false otherwise: the caller patches an INT3). Under KVM this keeps
+    /// `break` working where INT3 cannot run (PVM cannot execute INT3 at CPL 0) and leaves
+    /// guest memory untouched; hardware breakpoints still get the registers first.
+    pub fn sw_breakpoint_in_debug_register(&self, addr: u64) -> bool {
+        let mut s = self.lock();
+        if s.hw.len() + s.sw_in_dr.len() >= crate::accel::MAX_HW_BREAKPOINTS {
+            return false;
+        }
+        s.sw.push(addr);
+        s.sw_in_dr.push(addr);
         s.generation += 1;
         true
     }

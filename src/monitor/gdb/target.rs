@@ -4,9 +4,11 @@
 //!
 //! Memory addresses from gdb are guest-virtual (linear) and translated with the page tables of
 //! the thread gdb names ([`super::walk`]). Breakpoints are linear addresses too. Under the
-//! software CPU both breakpoint kinds are checked by the CPU before each instruction; under
-//! KVM a software breakpoint is an INT3 this module writes into guest memory (and takes out
-//! again on removal), a hardware one a debug register.
+//! software CPU both breakpoint kinds are checked by the CPU before each instruction. Under
+//! KVM a hardware breakpoint is a debug register; a software one also takes a free debug
+//! register while one is left (PVM cannot execute INT3 at CPL 0, and memory stays untouched),
+//! and beyond that is an INT3 this module writes into guest memory (and takes out again on
+//! removal).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -341,6 +343,9 @@ impl Breakpoints for MachineTarget {
 
 impl SwBreakpoint for MachineTarget {
     fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        if self.patch_int3 && self.hub.sw_breakpoint_in_debug_register(addr) {
+            return Ok(true);
+        }
         if self.patch_int3 && !self.patched.contains_key(&addr) {
             let tid = tid_of(0).ok_or(TargetError::NonFatal)?;
             let ram = self.hub.ram().ok_or(TargetError::NonFatal)?;
