@@ -41,9 +41,9 @@ struct Kemu {
     stdout: mpsc::Receiver<String>,
 }
 
-/// Start kemu on the `gdb_target` guest with `-S -gdb tcp::PORT`; returns once it listens.
-fn start_kemu(accel: &str, smp: &str, port: u16) -> Kemu {
-    let guest = common::guest("gdb_target.bin");
+/// Start kemu on `guest` with `-S -gdb tcp::PORT`; returns once it listens.
+fn start_kemu(guest: &str, accel: &str, smp: &str, port: u16) -> Kemu {
+    let guest = common::guest(guest);
     let mut child = Command::new(env!("CARGO_BIN_EXE_kemu"))
         .args([
             "-accel",
@@ -116,7 +116,8 @@ impl Kemu {
 }
 
 /// Run `gdb -batch` with `script` (commands, one a line); returns everything it printed.
-fn run_gdb(script: &str, limit: Duration) -> String {
+/// With `interrupt_after`, gdb gets a SIGINT (a Ctrl-C) that long after it started.
+fn run_gdb(script: &str, limit: Duration, interrupt_after: Option<Duration>) -> String {
     let dir = std::env::temp_dir();
     let path = dir.join(format!(
         "kemu-gdb-{}-{}.gdb",
@@ -145,7 +146,14 @@ fn run_gdb(script: &str, limit: Duration) -> String {
         s
     });
     let start = Instant::now();
+    let mut interrupt = interrupt_after;
     while child.try_wait().expect("wait gdb").is_none() {
+        if interrupt.is_some_and(|d| start.elapsed() > d) {
+            interrupt = None;
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+        }
         if start.elapsed() > limit {
             let _ = child.kill();
             break;
@@ -213,8 +221,8 @@ fn check_session(out: &str) {
 
 fn session(accel: &str, bp: &str) {
     let port = free_port();
-    let kemu = start_kemu(accel, "1", port);
-    let out = run_gdb(&session_script(port, bp), Duration::from_secs(120));
+    let kemu = start_kemu("gdb_target.bin", accel, "1", port);
+    let out = run_gdb(&session_script(port, bp), Duration::from_secs(120), None);
     let (status, serial) = kemu.finish(Duration::from_secs(30));
     check_session(&out);
     assert_eq!(serial, "gdb target done\n");
@@ -246,5 +254,63 @@ fn kvm_breakpoint_registers_memory_step_continue() {
 fn kvm_hardware_breakpoint() {
     if gdb_available("kvm gdb hbreak session") && common::kvm_or_skip("kvm gdb hbreak session") {
         session("kvm", "hbreak");
+    }
+}
+
+/// Ctrl-C while the guest runs stops every vCPU; gdb sees one thread per vCPU; a memory write
+/// lets the guest go on to its end. `gdb_target` spins while its `gdb_spin` byte is set.
+fn interrupt_session(accel: &str) {
+    let port = free_port();
+    let kemu = start_kemu("gdb_target.bin", accel, "2", port);
+    let symbols = common::guest("gdb_target.elf64");
+    let script = format!(
+        "set pagination off\n\
+         set confirm off\n\
+         symbol-file {}\n\
+         target remote 127.0.0.1:{port}\n\
+         set var *(unsigned char *)&gdb_spin = 1\n\
+         continue\n\
+         echo @interrupted\\n\n\
+         info threads\n\
+         thread 2\n\
+         info registers rip\n\
+         thread 1\n\
+         set var *(unsigned char *)&gdb_spin = 0\n\
+         continue\n",
+        symbols.display()
+    );
+    let out = run_gdb(
+        &script,
+        Duration::from_secs(120),
+        Some(Duration::from_secs(3)),
+    );
+    let (status, serial) = kemu.finish(Duration::from_secs(30));
+    assert!(out.contains("SIGINT"), "no interrupt stop:\n{out}");
+    let after = &out[out.find("@interrupted").unwrap_or(0)..];
+    assert!(
+        after.contains("gdb_spin_loop"),
+        "stopped in the spin loop:\n{out}"
+    );
+    assert!(
+        after.contains("Thread 1.1") && after.contains("Thread 1.2"),
+        "threads:\n{out}"
+    );
+    assert!(after.contains("Switching to thread 2"), "thread 2:\n{out}");
+    assert!(out.contains("exited with code 01"), "exit status:\n{out}");
+    assert_eq!(serial, "gdb target done\n");
+    assert_eq!(status, Some(1));
+}
+
+#[test]
+fn tcg_ctrl_c_threads_memory_write() {
+    if gdb_available("tcg gdb interrupt") {
+        interrupt_session("tcg");
+    }
+}
+
+#[test]
+fn kvm_ctrl_c_threads_memory_write() {
+    if gdb_available("kvm gdb interrupt") && common::kvm_or_skip("kvm gdb interrupt") {
+        interrupt_session("kvm");
     }
 }
