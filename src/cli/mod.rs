@@ -335,4 +335,18 @@ mod tests {
             assert_eq!(one_line(&e).lines().count(), 1, "{args:?}");
         }
     }
+
+    #[test]
+    fn gdb_options() {
+        let c = cfg(&["-kernel", "k", "-s", "-S"]).unwrap();
+        assert_eq!(c.gdb.as_deref(), Some("127.0.0.1:1234"));
+        assert!(c.gdb_wait);
+        let c = cfg(&["-kernel", "k", "-gdb", "tcp:127.0.0.1:4321"]).unwrap();
+        assert_eq!(c.gdb.as_deref(), Some("127.0.0.1:4321"));
+        assert!(!c.gdb_wait);
+        let c = cfg(&["-kernel", "k", "-gdb", "tcp::9"]).unwrap();
+        assert_eq!(c.gdb.as_deref(), Some("127.0.0.1:9"));
+        assert!(cfg(&["-kernel", "k", "-S"]).is_err());
+        assert!(cfg(&["-kernel", "k", "-gdb", "udp"]).is_err());
+    }
 }

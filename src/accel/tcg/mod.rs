@@ -495,4 +495,52 @@ mod tests {
             "returned after the first HLT, halted on the second"
         );
     }
+
+    #[test]
+    fn breakpoint_stops_before_the_instruction_and_step_runs_one() {
+        // mov al, 1; mov bl, 2; mov cl, 3; hlt
+        let (mut v, _, stats) = vcpu(&[0xb0, 1, 0xb3, 2, 0xb1, 3, 0xf4]);
+        let cfg = DebugConfig {
+            sw_breakpoints: vec![0x7c02],
+            ..DebugConfig::default()
+        };
+        v.set_debug(&cfg).unwrap();
+        assert_eq!(v.run().unwrap(), VcpuExit::Debug);
+        let s = v.state().unwrap();
+        assert_eq!(s.rip, 0x7c02, "stopped at the breakpoint, before it ran");
+        assert_eq!((s.gpr[0] & 0xff, s.gpr[3] & 0xff), (1, 0));
+        // Step over it (gdb removes the breakpoint first).
+        v.set_debug(&DebugConfig {
+            single_step: true,
+            ..DebugConfig::default()
+        })
+        .unwrap();
+        assert_eq!(v.run().unwrap(), VcpuExit::Debug);
+        let s = v.state().unwrap();
+        assert_eq!((s.rip, s.gpr[3] & 0xff), (0x7c04, 2));
+        assert_eq!(stats.get(0, ExitReason::Debug), 2);
+        v.set_debug(&DebugConfig::default()).unwrap();
+        assert_eq!(v.run().unwrap(), VcpuExit::Halt);
+        assert_eq!(v.state().unwrap().gpr[1] & 0xff, 3);
+    }
+
+    #[test]
+    fn fpu_registers_in_stack_order() {
+        let (mut v, _, _) = vcpu(&[0xf4]);
+        let f = &mut v.cpu().state.fpu;
+        f.fsw = 5 << 11; // TOP = 5
+        f.st[5] = F80 {
+            mant: 1 << 63,
+            sign_exp: 0x3fff,
+        };
+        f.xmm[2] = 42;
+        let r = v.fpu().unwrap();
+        assert_eq!(r.st[0], [0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x3f]);
+        assert_eq!(r.xmm[2], 42);
+        let mut r2 = r;
+        r2.st[1] = [1; 10];
+        v.set_fpu(&r2).unwrap();
+        assert_eq!(v.fpu().unwrap(), r2);
+        assert_eq!(v.cpu().state.fpu.st[6].mant, 0x0101_0101_0101_0101);
+    }
 }
