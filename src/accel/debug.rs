@@ -137,7 +137,7 @@ mod tests {
         let fsw = 6 << 11;
         let abridged = (1 << 6) | (1 << 7);
         let ftw = FpuRegs::full_tag(abridged, fsw, &st);
-        assert_eq!(ftw, 0xffff & !(3 << 12) & !(3 << 14) | (1 << 14));
+        assert_eq!(ftw, 0x4fff); // R6 valid (0), R7 zero (1), the rest empty (3)
         let r = FpuRegs {
             ftw,
             ..FpuRegs::reset()

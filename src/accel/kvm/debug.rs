@@ -121,7 +121,7 @@ mod tests {
         r.xmm[3] = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
         r.st[0] = [0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x3f];
         r.fsw = 7 << 11;
-        r.ftw = 0xffff & !(3 << 14); // R7 = ST(0) valid
+        r.ftw = 0x3fff; // R7 = ST(0) valid
         let back = fpu_from_kvm(&fpu_to_kvm(&r));
         assert_eq!(back, r);
     }
