@@ -115,8 +115,12 @@ impl Kemu {
     }
 }
 
+/// What gdb prints (with `echo`) just before the `continue` a test interrupts.
+const CONTINUING: &str = "@continuing";
+
 /// Run `gdb -batch` with `script` (commands, one a line); returns everything it printed.
-/// With `interrupt_after`, gdb gets a SIGINT (a Ctrl-C) that long after it started.
+/// With `interrupt_after`, gdb gets a SIGINT (a Ctrl-C) that long after it printed
+/// [`CONTINUING`].
 fn run_gdb(script: &str, limit: Duration, interrupt_after: Option<Duration>) -> String {
     let dir = std::env::temp_dir();
     let path = dir.join(format!(
@@ -135,9 +139,16 @@ fn run_gdb(script: &str, limit: Duration, interrupt_after: Option<Duration>) -> 
         .expect("spawn gdb");
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
+    let (seen_tx, seen_rx) = mpsc::channel();
     let t_out = std::thread::spawn(move || {
         let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
+        for line in BufReader::new(&mut out).lines().map_while(Result::ok) {
+            if line.contains(CONTINUING) {
+                let _ = seen_tx.send(Instant::now());
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
         s
     });
     let t_err = std::thread::spawn(move || {
@@ -147,8 +158,12 @@ fn run_gdb(script: &str, limit: Duration, interrupt_after: Option<Duration>) -> 
     });
     let start = Instant::now();
     let mut interrupt = interrupt_after;
+    let mut continuing: Option<Instant> = None;
     while child.try_wait().expect("wait gdb").is_none() {
-        if interrupt.is_some_and(|d| start.elapsed() > d) {
+        if continuing.is_none() {
+            continuing = seen_rx.try_recv().ok();
+        }
+        if interrupt.is_some_and(|d| continuing.is_some_and(|t| t.elapsed() > d)) {
             interrupt = None;
             let _ = Command::new("kill")
                 .args(["-INT", &child.id().to_string()])
@@ -269,6 +284,7 @@ fn interrupt_session(accel: &str) {
          symbol-file {}\n\
          target remote 127.0.0.1:{port}\n\
          set var *(unsigned char *)&gdb_spin = 1\n\
+         echo {CONTINUING}\\n\n\
          continue\n\
          echo @interrupted\\n\n\
          info threads\n\
@@ -282,7 +298,7 @@ fn interrupt_session(accel: &str) {
     let out = run_gdb(
         &script,
         Duration::from_secs(120),
-        Some(Duration::from_secs(3)),
+        Some(Duration::from_secs(1)),
     );
     let (status, serial) = kemu.finish(Duration::from_secs(30));
     assert!(out.contains("SIGINT"), "no interrupt stop:\n{out}");
