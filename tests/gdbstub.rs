@@ -200,6 +200,10 @@ fn session_script(port: u16, bp: &str) -> String {
          echo @stopped\\n\n\
          info registers rip rbx rcx\n\
          x/4bx &gdb_bytes\n\
+         monitor mode\n\
+         monitor phys\n\
+         x/4bx &gdb_bytes\n\
+         monitor virt\n\
          stepi\n\
          echo @stepped\\n\n\
          info registers rip rbx\n\
@@ -224,7 +228,16 @@ fn check_session(out: &str) {
     assert!(stopped.contains("<gdb_here>"), "breakpoint:\n{out}");
     assert!(stopped.contains("0x1122334455667788"), "rbx:\n{out}");
     assert!(stopped.contains("0x4b454d55"), "rcx:\n{out}");
-    assert!(stopped.contains("0xde\t0xad\t0xbe\t0xef"), "memory:\n{out}");
+    assert_eq!(
+        stopped.matches("0xde\t0xad\t0xbe\t0xef").count(),
+        2,
+        "memory, virtual then physical:\n{out}"
+    );
+    // gdb prints monitor output on stderr, after stdout here.
+    assert!(
+        out.contains("vCPU 0 (thread 1): long mode (64-bit), CPL 0"),
+        "monitor mode:\n{out}"
+    );
     let stepped = section("@stepped", "exited");
     assert!(stepped.contains("<gdb_after>"), "stepi:\n{out}");
     assert!(

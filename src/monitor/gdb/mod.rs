@@ -13,12 +13,17 @@
 //! memory by guest-virtual address through the stopped thread's page tables; software (Z0) and
 //! hardware (Z1) breakpoints by linear address (CS base + RIP); single step; continue; Ctrl-C.
 //!
+//! `monitor phys` / `monitor virt` switch gdb's memory addresses between guest-physical and
+//! guest-virtual; `monitor mode` prints each vCPU's mode, CPL and CS:RIP.
+//!
 //! Files: `arch` (register layout and target XML), `hub` (vCPU ↔ gdb all-stop meeting point),
-//! `target` (gdbstub's Target), `conn` (socket + event loop), `walk` (page-table walk).
+//! `target` (gdbstub's Target), `monitor` (monitor commands), `conn` (socket + event loop),
+//! `walk` (page-table walk).
 
 mod arch;
 mod conn;
 mod hub;
+mod monitor;
 mod target;
 pub mod walk;
 

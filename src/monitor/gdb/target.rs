@@ -23,6 +23,7 @@ use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
     Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, SwBreakpoint, SwBreakpointOps,
 };
+use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
 use gdbstub::target::{Target, TargetError, TargetResult};
 use vm_memory::{Bytes, GuestAddress};
 
@@ -45,6 +46,8 @@ pub struct MachineTarget {
     /// Resume actions being collected for the next `resume`.
     actions: Vec<Option<ResumeAction>>,
     scheduler_locked: bool,
+    /// `monitor phys`: gdb's memory addresses are guest-physical.
+    physical: bool,
 }
 
 impl MachineTarget {
@@ -56,12 +59,18 @@ impl MachineTarget {
             patched: HashMap::new(),
             actions: Vec::new(),
             scheduler_locked: false,
+            physical: false,
         }
     }
 
     /// The hub (the event loop needs it for Ctrl-C).
     pub fn hub(&self) -> &Arc<DebugHub> {
         &self.hub
+    }
+
+    /// Whether gdb's memory addresses are guest-physical (else guest-virtual).
+    pub fn set_physical(&mut self, on: bool) {
+        self.physical = on;
     }
 
     /// Take every patched INT3 out of memory (on detach).
@@ -92,15 +101,23 @@ impl MachineTarget {
         len: usize,
         mut op: impl FnMut(u64, usize, usize) -> bool,
     ) -> Result<usize, TargetError<NoAnswer>> {
-        let state = self.state(tid)?;
+        let state = if self.physical {
+            None
+        } else {
+            Some(self.state(tid)?)
+        };
         let ram = self.hub.ram().ok_or(TargetError::NonFatal)?;
         let mut done = 0usize;
         while done < len {
             let addr = start.wrapping_add(done as u64);
             let in_page = (0x1000 - (addr & 0xfff)) as usize;
             let n = in_page.min(len - done);
-            let Ok(phys) = walk::translate(&ram, &state, addr) else {
-                break;
+            let phys = match &state {
+                None => addr,
+                Some(s) => match walk::translate(&ram, s, addr) {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
             };
             if !op(phys, done, n) {
                 break;
@@ -199,6 +216,10 @@ impl Target for MachineTarget {
     }
 
     fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_monitor_cmd(&mut self) -> Option<MonitorCmdOps<'_, Self>> {
         Some(self)
     }
 }
