@@ -82,7 +82,8 @@ pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
     let debug = match &config.gdb {
         Some(addr) => {
             let hub = DebugHub::new(config.gdb_wait);
-            // Under KVM guest code runs natively: software breakpoints are INT3 bytes.
+            // Under KVM guest code runs natively: software breakpoints beyond the four debug
+            // registers become INT3 bytes in guest memory.
             let server = GdbServer::start(addr, hub.clone(), config.accel == AccelKind::Kvm)?;
             log::info!("waiting for gdb on {}", server.local_addr());
             Some(hub)
