@@ -12,3 +12,4 @@ pub mod devices;
 pub mod difftest;
 pub mod guests;
 pub mod machine;
+pub mod monitor;

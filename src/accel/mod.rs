@@ -8,6 +8,7 @@
 //!
 //! Every layer may import this module; it imports nothing from `cpu/`, `devices/` or `machine/`.
 
+mod debug;
 pub mod kvm;
 mod report;
 mod state;
@@ -16,6 +17,7 @@ pub mod tcg;
 
 use std::sync::Arc;
 
+pub use debug::{DebugConfig, FpuRegs, MAX_HW_BREAKPOINTS};
 pub use report::CrashReport;
 pub use state::{reg, DescriptorTable, Segment, VcpuState};
 pub use stats::{ExitReason, ExitStats};
@@ -118,6 +120,25 @@ pub trait Vcpu: Send {
             state: self.state().ok(),
             bytes: Vec::new(),
         }
+    }
+    /// Arm (or, with an inactive config, disarm) breakpoints and single-stepping: `run()`
+    /// then returns [`VcpuExit::Debug`] at a breakpoint or after one instruction.
+    fn set_debug(&mut self, config: &DebugConfig) -> Result<(), AccelError> {
+        let _ = config;
+        Err(AccelError::Other("this vCPU cannot be debugged".into()))
+    }
+    /// The x87/SSE registers (for the debugger).
+    fn fpu(&mut self) -> Result<FpuRegs, AccelError> {
+        Err(AccelError::Other(
+            "this vCPU does not expose its FPU".into(),
+        ))
+    }
+    /// Replace the x87/SSE registers (for the debugger).
+    fn set_fpu(&mut self, fpu: &FpuRegs) -> Result<(), AccelError> {
+        let _ = fpu;
+        Err(AccelError::Other(
+            "this vCPU does not expose its FPU".into(),
+        ))
     }
 }
 

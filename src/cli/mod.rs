@@ -76,6 +76,15 @@ struct Args {
     /// Write traces to this file instead of stderr.
     #[arg(long = "D")]
     log_file: Option<PathBuf>,
+    /// Serve gdb on tcp::1234 (same as -gdb tcp::1234).
+    #[arg(long = "s")]
+    gdb_default: bool,
+    /// Serve gdb: tcp::PORT (127.0.0.1) or tcp:HOST:PORT.
+    #[arg(long)]
+    gdb: Option<String>,
+    /// Do not start the CPUs: wait for gdb's continue (needs -s or -gdb).
+    #[arg(long = "S")]
+    freeze: bool,
     /// Print help.
     #[arg(long, alias = "h")]
     help: bool,
@@ -223,6 +232,18 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
         cfg.trace = values::parse_trace(t)?;
     }
     cfg.log_file = a.log_file;
+    if a.gdb_default {
+        cfg.gdb = Some(format!("127.0.0.1:{}", crate::monitor::gdb::DEFAULT_PORT));
+    }
+    if let Some(g) = &a.gdb {
+        cfg.gdb = Some(crate::monitor::gdb::parse_address(g)?);
+    }
+    cfg.gdb_wait = a.freeze;
+    if a.freeze && cfg.gdb.is_none() {
+        bail!(
+            "-S: the CPUs would wait forever: add -s or -gdb tcp::PORT to continue them from gdb"
+        );
+    }
     Ok(cfg)
 }
 
@@ -313,5 +334,19 @@ mod tests {
             let e = cfg(args).unwrap_err();
             assert_eq!(one_line(&e).lines().count(), 1, "{args:?}");
         }
+    }
+
+    #[test]
+    fn gdb_options() {
+        let c = cfg(&["-kernel", "k", "-s", "-S"]).unwrap();
+        assert_eq!(c.gdb.as_deref(), Some("127.0.0.1:1234"));
+        assert!(c.gdb_wait);
+        let c = cfg(&["-kernel", "k", "-gdb", "tcp:127.0.0.1:4321"]).unwrap();
+        assert_eq!(c.gdb.as_deref(), Some("127.0.0.1:4321"));
+        assert!(!c.gdb_wait);
+        let c = cfg(&["-kernel", "k", "-gdb", "tcp::9"]).unwrap();
+        assert_eq!(c.gdb.as_deref(), Some("127.0.0.1:9"));
+        assert!(cfg(&["-kernel", "k", "-S"]).is_err());
+        assert!(cfg(&["-kernel", "k", "-gdb", "udp"]).is_err());
     }
 }

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 /// Options that take a value, as QEMU spells them (without the dash).
 pub const VALUE_OPTIONS: &[&str] = &[
     "accel", "m", "smp", "kernel", "initrd", "append", "display", "serial", "device", "machine",
-    "M", "cpu", "d", "D",
+    "M", "cpu", "d", "D", "gdb",
 ];
 
 /// Options that are flags.
@@ -18,6 +18,8 @@ pub const FLAG_OPTIONS: &[&str] = &[
     "help",
     "h",
     "version",
+    "s",
+    "S",
 ];
 
 /// A command-line error, printed as one line.

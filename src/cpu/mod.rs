@@ -66,6 +66,9 @@ pub struct Cpu {
     pub cpu_count: usize,
     /// Bumped by whoever writes guest RAM behind the CPU's back (see [`Cpu::code_epoch`]).
     pub(crate) code_epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// Debugger breakpoints (linear addresses): `run` stops with [`CpuExit::Debug`] before
+    /// executing an instruction at one of them. Empty = no per-instruction check.
+    pub breakpoints: Vec<u64>,
 }
 
 impl Cpu {
@@ -96,6 +99,7 @@ impl Cpu {
             last_unimplemented: None,
             cpu_count: 1,
             code_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            breakpoints: Vec::new(),
         }
     }
 

@@ -25,6 +25,8 @@ pub enum CpuExit {
     Shutdown,
     /// The CPU cannot go on (the text says why).
     Fatal(String),
+    /// The next instruction is at a debugger breakpoint ([`Cpu::breakpoints`]); it has not run.
+    Debug,
 }
 
 impl Cpu {
@@ -90,12 +92,19 @@ impl Cpu {
             };
             let mut retired = 0u64;
             let mut result = Ok(());
+            // One test per block when no debugger breakpoint is set.
+            let watch = !self.breakpoints.is_empty();
+            let mut at_breakpoint = false;
             let ip_mask = match self.state.bitness() {
                 64 => u64::MAX,
                 32 => 0xffff_ffff,
                 _ => 0xffff,
             };
             for d in &block.insns[..limit] {
+                if watch && self.breakpoints.contains(&self.linear_rip()) {
+                    at_breakpoint = true;
+                    break;
+                }
                 self.next_rip = self.state.rip.wrapping_add(d.insn.len() as u64) & ip_mask;
                 match (d.handler)(self, &d.insn) {
                     Ok(()) => {
@@ -133,6 +142,9 @@ impl Cpu {
             *executed += retired.max(1);
             if let Err(exit) = result {
                 return exit;
+            }
+            if at_breakpoint {
+                return CpuExit::Debug;
             }
         }
     }
@@ -174,14 +186,20 @@ impl Cpu {
 }
 
 impl Cpu {
-    /// Up to 15 code bytes at CS:RIP for crash reports (empty if unreadable).
-    pub fn code_bytes_at_rip(&mut self) -> Vec<u8> {
+    /// The linear address of the next instruction (CS base + RIP outside 64-bit mode), as
+    /// debugger breakpoints name it.
+    pub fn linear_rip(&self) -> u64 {
         let s = &self.state;
-        let lin = if s.mode64() {
+        if s.mode64() {
             s.rip
         } else {
             s.seg[super::state::sreg::CS].base.wrapping_add(s.rip) & 0xffff_ffff
-        };
+        }
+    }
+
+    /// Up to 15 code bytes at CS:RIP for crash reports (empty if unreadable).
+    pub fn code_bytes_at_rip(&mut self) -> Vec<u8> {
+        let lin = self.linear_rip();
         let mut out = Vec::new();
         for k in 0..15u64 {
             match self.read_lin_slow(lin.wrapping_add(k), 1, false, super::mmu::tlb::Access::Read) {

@@ -89,6 +89,10 @@ pub struct MachineConfig {
     pub trace: TraceFlags,
     /// `-D`: where traces go (stderr if none).
     pub log_file: Option<PathBuf>,
+    /// `-s` / `-gdb`: serve gdb on this `host:port`.
+    pub gdb: Option<String>,
+    /// `-S`: the vCPUs wait for the debugger's `continue` before the first instruction.
+    pub gdb_wait: bool,
 }
 
 impl MachineConfig {
@@ -106,6 +110,8 @@ impl MachineConfig {
             debug_exit: None,
             trace: TraceFlags::default(),
             log_file: None,
+            gdb: None,
+            gdb_wait: false,
         }
     }
 }

@@ -30,6 +30,7 @@ pub use io::MachineIo;
 use crate::accel::kvm::KvmAccel;
 use crate::accel::tcg::Tcg;
 use crate::accel::{AccelError, Accelerator, CrashReport, ExitStats, VcpuContext};
+use crate::monitor::gdb::{DebugHub, GdbError, GdbServer};
 
 /// Why the machine could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,9 @@ pub enum MachineError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The gdb server could not start.
+    #[error(transparent)]
+    Gdb(#[from] GdbError),
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
@@ -70,13 +74,43 @@ fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How long the end of the machine waits for a connected gdb to take its exit status.
+const GDB_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Build and run the machine described by `config`; returns the process exit status.
 pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
-    let trace = trace::Trace::open(&config)?;
-    let (image, initrd) = read_inputs(&config)?;
-    let host_console = pc::HostConsole::open(&config)?;
+    let debug = match &config.gdb {
+        Some(addr) => {
+            let hub = DebugHub::new(config.gdb_wait);
+            // Under KVM guest code runs natively: software breakpoints beyond the four debug
+            // registers become INT3 bytes in guest memory.
+            let server = GdbServer::start(addr, hub.clone(), config.accel == AccelKind::Kvm)?;
+            log::info!("waiting for gdb on {}", server.local_addr());
+            Some(hub)
+        }
+        None => None,
+    };
+    let result = run_cycles(&config, debug.as_ref());
+    if let Some(hub) = &debug {
+        hub.finish(*result.as_ref().unwrap_or(&1), GDB_LINGER);
+    }
+    result
+}
+
+/// Power cycles until the run ends.
+fn run_cycles(config: &MachineConfig, debug: Option<&Arc<DebugHub>>) -> Result<i32, MachineError> {
+    let trace = trace::Trace::open(config)?;
+    let (image, initrd) = read_inputs(config)?;
+    let host_console = pc::HostConsole::open(config)?;
     loop {
-        let outcome = run_once(&config, &image, initrd.as_deref(), &host_console, &trace)?;
+        let outcome = run_once(
+            config,
+            &image,
+            initrd.as_deref(),
+            &host_console,
+            &trace,
+            debug,
+        )?;
         match outcome {
             Outcome::Reset if !config.no_reboot => {
                 log::info!("guest reset: rebuilding the machine");
@@ -127,6 +161,7 @@ fn run_once(
     initrd: Option<&[u8]>,
     host_console: &pc::HostConsole,
     trace: &Arc<trace::Trace>,
+    debug: Option<&Arc<DebugHub>>,
 ) -> Result<Outcome, MachineError> {
     let (accel, tcg) = open_accel(config.accel)?;
     let ram = Arc::new(memory::create_ram(config.ram_size)?);
@@ -183,12 +218,23 @@ fn run_once(
         control.add_kicker(vcpu.kicker());
         vcpus.push(vcpu);
     }
+    if let Some(hub) = debug {
+        let kick = control.clone();
+        let quit = control.clone();
+        hub.start_machine(
+            config.cpus,
+            ram.clone(),
+            move || kick.kick_all(),
+            move || quit.finish(Outcome::Quit),
+        );
+    }
     let mut threads = Vec::with_capacity(vcpus.len());
     for (id, vcpu) in vcpus.into_iter().enumerate() {
         let control = control.clone();
+        let debug = debug.cloned();
         let handle = thread::Builder::new()
             .name(format!("vcpu{id}"))
-            .spawn(move || vcpu_loop::run_vcpu(vcpu, control))
+            .spawn(move || vcpu_loop::run_vcpu(vcpu, control, debug))
             .map_err(MachineError::Thread)?;
         threads.push(handle);
     }

@@ -1,21 +1,36 @@
 //! The run loop of one vCPU thread, the same for both accelerators (see DESIGN.md): I/O is
-//! served inside `run()`, so only halts, kicks, shutdowns and failures come back here.
+//! served inside `run()`, so only halts, kicks, debug events, shutdowns and failures come back
+//! here. With a debugger ([`DebugHub`]) every `run()` is preceded by the hub's gate, where the
+//! vCPU parks while gdb holds the machine.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::control::{Control, Outcome};
 use crate::accel::{AccelError, Vcpu, VcpuExit};
+use crate::monitor::gdb::DebugHub;
 
 /// How long a halted vCPU sleeps before looking again when nothing wakes it.
 const HALT_POLL: Duration = Duration::from_millis(10);
 
-/// Run `vcpu` until the machine stops.
-pub fn run_vcpu(mut vcpu: Box<dyn Vcpu>, control: Arc<Control>) {
+/// Run `vcpu` until the machine stops; `debug` is the gdbstub's hub when one is configured.
+pub fn run_vcpu(mut vcpu: Box<dyn Vcpu>, control: Arc<Control>, debug: Option<Arc<DebugHub>>) {
+    let id = vcpu.id();
     while !control.stopping() {
+        if let Some(hub) = &debug {
+            hub.gate(id, &mut *vcpu, &|| control.stopping());
+            if control.stopping() {
+                break;
+            }
+        }
         match vcpu.run() {
             Ok(VcpuExit::Halt) => control.wait_halted(HALT_POLL),
-            Ok(VcpuExit::Interrupted) | Ok(VcpuExit::Debug) => {}
+            Ok(VcpuExit::Interrupted) => {}
+            Ok(VcpuExit::Debug) => {
+                if let Some(hub) = &debug {
+                    hub.debug_exit(id, &mut *vcpu);
+                }
+            }
             Ok(VcpuExit::Shutdown) => {
                 let report = vcpu.report("triple fault (CPU shutdown)");
                 eprintln!("kemu: {report}");
@@ -66,7 +81,7 @@ mod tests {
 
     fn outcome_of(script: Vec<Result<VcpuExit, AccelError>>) -> Outcome {
         let control = Control::new();
-        run_vcpu(Box::new(Scripted(script.into())), control.clone());
+        run_vcpu(Box::new(Scripted(script.into())), control.clone(), None);
         control
             .outcome()
             .expect("the loop ends only with an outcome")

@@ -7,6 +7,7 @@
 //! `crate::cpu`.
 
 mod cpuid;
+mod debug;
 mod exit;
 mod kick;
 mod regs;

@@ -7,12 +7,14 @@ use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_run, CpuId, Msrs};
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress};
 
+use super::debug;
 use super::exit::{self, Next};
 use super::kick::{self, KvmKicker};
 use super::regs;
 use super::setup_err;
 use crate::accel::{
-    AccelError, CrashReport, ExitReason, Kicker, Vcpu, VcpuContext, VcpuExit, VcpuState,
+    AccelError, CrashReport, DebugConfig, ExitReason, FpuRegs, Kicker, Vcpu, VcpuContext, VcpuExit,
+    VcpuState,
 };
 
 /// MSRs given a defined value at creation, as a BIOS would leave them.
@@ -205,6 +207,23 @@ impl Vcpu for KvmVcpu {
 
     fn kicker(&self) -> Arc<dyn Kicker> {
         self.kicker.clone()
+    }
+
+    fn set_debug(&mut self, config: &DebugConfig) -> Result<(), AccelError> {
+        self.fd
+            .set_guest_debug(&debug::guest_debug(config))
+            .map_err(setup_err("KVM_SET_GUEST_DEBUG"))
+    }
+
+    fn fpu(&mut self) -> Result<FpuRegs, AccelError> {
+        let f = self.fd.get_fpu().map_err(setup_err("KVM_GET_FPU"))?;
+        Ok(debug::fpu_from_kvm(&f))
+    }
+
+    fn set_fpu(&mut self, fpu: &FpuRegs) -> Result<(), AccelError> {
+        self.fd
+            .set_fpu(&debug::fpu_to_kvm(fpu))
+            .map_err(setup_err("KVM_SET_FPU"))
     }
 
     fn report(&mut self, reason: &str) -> CrashReport {

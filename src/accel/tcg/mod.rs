@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    AccelError, Accelerator, CrashReport, ExitReason, GuestRam, InterruptSource, IrqChip, Kicker,
-    Vcpu, VcpuContext, VcpuExit, VcpuState,
+    AccelError, Accelerator, CrashReport, DebugConfig, ExitReason, FpuRegs, GuestRam,
+    InterruptSource, IrqChip, Kicker, Vcpu, VcpuContext, VcpuExit, VcpuState,
 };
+use crate::cpu::fpu_state::{FpuState, F80};
 use crate::cpu::state::CpuState;
 use crate::cpu::{Cpu, CpuExit};
 
@@ -130,6 +131,8 @@ pub struct TcgVcpu {
     /// nothing sends them, so they stay parked (halted) instead of executing from the reset
     /// vector into whatever memory holds.
     waiting_for_sipi: bool,
+    /// What the debugger asked for (breakpoints live in the CPU itself).
+    debug: DebugConfig,
 }
 
 /// With an interrupt controller attached, the CPU runs in slices of this many instructions, so
@@ -150,6 +153,7 @@ impl TcgVcpu {
             stats: ctx.stats,
             interrupts: None,
             waiting_for_sipi: id != 0,
+            debug: DebugConfig::default(),
         }
     }
 
@@ -181,6 +185,93 @@ impl TcgVcpu {
     fn crash(&mut self, reason: String) -> AccelError {
         AccelError::Guest(Box::new(self.report(&reason)))
     }
+
+    /// Single step: one instruction (or one event delivery), then `Debug`. A halted CPU with
+    /// nothing to wake it stays halted (`Halt`), so the step completes after the interrupt.
+    fn step(&mut self) -> Result<VcpuExit, AccelError> {
+        let id = self.cpu.id();
+        if self.kick.swap(false, Ordering::Relaxed) {
+            self.stats.count(id, ExitReason::Interrupted);
+            return Ok(VcpuExit::Interrupted);
+        }
+        if let Some(source) = self.interrupts.clone() {
+            self.take_external_interrupt(&*source);
+        }
+        let before = self.stats.instructions(id);
+        let exit = self.cpu.run_limited(&self.kick, 1);
+        let retired = self.stats.instructions(id) - before;
+        match exit {
+            CpuExit::Halt if retired == 0 => Ok(VcpuExit::Halt),
+            CpuExit::Shutdown => {
+                self.stats.count(id, ExitReason::Shutdown);
+                Ok(VcpuExit::Shutdown)
+            }
+            CpuExit::Fatal(why) => {
+                self.stats.count(id, ExitReason::InternalError);
+                Err(self.crash(why))
+            }
+            _ => {
+                self.stats.count(id, ExitReason::Debug);
+                Ok(VcpuExit::Debug)
+            }
+        }
+    }
+}
+
+/// An x87 register as 10 little-endian bytes (gdb's i387_ext).
+fn f80_bytes(r: F80) -> [u8; 10] {
+    let mut b = [0u8; 10];
+    b[..8].copy_from_slice(&r.mant.to_le_bytes());
+    b[8..].copy_from_slice(&r.sign_exp.to_le_bytes());
+    b
+}
+
+fn f80_from(b: &[u8; 10]) -> F80 {
+    let mut m = [0u8; 8];
+    m.copy_from_slice(&b[..8]);
+    F80 {
+        mant: u64::from_le_bytes(m),
+        sign_exp: u16::from_le_bytes([b[8], b[9]]),
+    }
+}
+
+/// The CPU's FPU state as the debugger sees it (ST(i) in stack order).
+fn fpu_regs(f: &FpuState) -> FpuRegs {
+    let mut st = [[0u8; 10]; 8];
+    for (i, slot) in st.iter_mut().enumerate() {
+        *slot = f80_bytes(f.st[f.phys(i)]);
+    }
+    FpuRegs {
+        st,
+        fcw: f.fcw,
+        fsw: f.fsw,
+        ftw: f.ftw,
+        fcs: f.fcs,
+        fip: f.fip,
+        fds: f.fds,
+        fdp: f.fdp,
+        fop: f.fop,
+        xmm: f.xmm,
+        mxcsr: f.mxcsr,
+    }
+}
+
+/// Write the debugger's view back into the CPU's FPU state.
+fn store_fpu_regs(f: &mut FpuState, r: &FpuRegs) {
+    f.fcw = r.fcw;
+    f.fsw = r.fsw;
+    f.ftw = r.ftw;
+    for (i, bytes) in r.st.iter().enumerate() {
+        let phys = f.phys(i);
+        f.st[phys] = f80_from(bytes);
+    }
+    f.fcs = r.fcs;
+    f.fip = r.fip;
+    f.fds = r.fds;
+    f.fdp = r.fdp;
+    f.fop = r.fop & 0x7ff;
+    f.xmm = r.xmm;
+    f.mxcsr = r.mxcsr;
 }
 
 impl Vcpu for TcgVcpu {
@@ -193,6 +284,9 @@ impl Vcpu for TcgVcpu {
         if self.waiting_for_sipi {
             self.kick.store(false, Ordering::Relaxed);
             return Ok(VcpuExit::Halt);
+        }
+        if self.debug.single_step {
+            return self.step();
         }
         let exit = loop {
             let Some(source) = self.interrupts.clone() else {
@@ -224,7 +318,33 @@ impl Vcpu for TcgVcpu {
                 self.stats.count(id, ExitReason::InternalError);
                 Err(self.crash(why))
             }
+            CpuExit::Debug => {
+                self.stats.count(id, ExitReason::Debug);
+                Ok(VcpuExit::Debug)
+            }
         }
+    }
+
+    fn set_debug(&mut self, config: &DebugConfig) -> Result<(), AccelError> {
+        self.cpu.breakpoints = config
+            .sw_breakpoints
+            .iter()
+            .chain(&config.hw_breakpoints)
+            .copied()
+            .collect();
+        self.debug = config.clone();
+        // The debugger may have written guest memory (code included) while it held the CPU.
+        self.cpu.invalidate_code();
+        Ok(())
+    }
+
+    fn fpu(&mut self) -> Result<FpuRegs, AccelError> {
+        Ok(fpu_regs(&self.cpu.state.fpu))
+    }
+
+    fn set_fpu(&mut self, fpu: &FpuRegs) -> Result<(), AccelError> {
+        store_fpu_regs(&mut self.cpu.state.fpu, fpu);
+        Ok(())
     }
 
     fn state(&mut self) -> Result<VcpuState, AccelError> {
@@ -374,5 +494,53 @@ mod tests {
             s.rip, 0x7c03,
             "returned after the first HLT, halted on the second"
         );
+    }
+
+    #[test]
+    fn breakpoint_stops_before_the_instruction_and_step_runs_one() {
+        // mov al, 1; mov bl, 2; mov cl, 3; hlt
+        let (mut v, _, stats) = vcpu(&[0xb0, 1, 0xb3, 2, 0xb1, 3, 0xf4]);
+        let cfg = DebugConfig {
+            sw_breakpoints: vec![0x7c02],
+            ..DebugConfig::default()
+        };
+        v.set_debug(&cfg).unwrap();
+        assert_eq!(v.run().unwrap(), VcpuExit::Debug);
+        let s = v.state().unwrap();
+        assert_eq!(s.rip, 0x7c02, "stopped at the breakpoint, before it ran");
+        assert_eq!((s.gpr[0] & 0xff, s.gpr[3] & 0xff), (1, 0));
+        // Step over it (gdb removes the breakpoint first).
+        v.set_debug(&DebugConfig {
+            single_step: true,
+            ..DebugConfig::default()
+        })
+        .unwrap();
+        assert_eq!(v.run().unwrap(), VcpuExit::Debug);
+        let s = v.state().unwrap();
+        assert_eq!((s.rip, s.gpr[3] & 0xff), (0x7c04, 2));
+        assert_eq!(stats.get(0, ExitReason::Debug), 2);
+        v.set_debug(&DebugConfig::default()).unwrap();
+        assert_eq!(v.run().unwrap(), VcpuExit::Halt);
+        assert_eq!(v.state().unwrap().gpr[1] & 0xff, 3);
+    }
+
+    #[test]
+    fn fpu_registers_in_stack_order() {
+        let (mut v, _, _) = vcpu(&[0xf4]);
+        let f = &mut v.cpu().state.fpu;
+        f.fsw = 5 << 11; // TOP = 5
+        f.st[5] = F80 {
+            mant: 1 << 63,
+            sign_exp: 0x3fff,
+        };
+        f.xmm[2] = 42;
+        let r = v.fpu().unwrap();
+        assert_eq!(r.st[0], [0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x3f]);
+        assert_eq!(r.xmm[2], 42);
+        let mut r2 = r;
+        r2.st[1] = [1; 10];
+        v.set_fpu(&r2).unwrap();
+        assert_eq!(v.fpu().unwrap(), r2);
+        assert_eq!(v.cpu().state.fpu.st[6].mant, 0x0101_0101_0101_0101);
     }
 }
