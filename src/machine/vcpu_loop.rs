@@ -7,14 +7,18 @@ use std::time::Duration;
 use super::control::{Control, Outcome};
 use crate::accel::{AccelError, Vcpu, VcpuExit};
 
-/// How long a halted vCPU sleeps before looking again when nothing wakes it.
+/// How long a halted vCPU sleeps before looking again when nothing wakes it (every interrupt
+/// source wakes it through `Control`, so this is only a safety net).
 const HALT_POLL: Duration = Duration::from_millis(10);
 
 /// Run `vcpu` until the machine stops.
 pub fn run_vcpu(mut vcpu: Box<dyn Vcpu>, control: Arc<Control>) {
     while !control.stopping() {
+        // Read before `run`, so an interrupt that arrives between the HLT and the wait below
+        // ends the wait at once instead of after HALT_POLL.
+        let gen = control.wake_generation();
         match vcpu.run() {
-            Ok(VcpuExit::Halt) => control.wait_halted(HALT_POLL),
+            Ok(VcpuExit::Halt) => control.wait_halted_since(gen, HALT_POLL),
             Ok(VcpuExit::Interrupted) | Ok(VcpuExit::Debug) => {}
             Ok(VcpuExit::Shutdown) => {
                 let report = vcpu.report("triple fault (CPU shutdown)");
