@@ -31,8 +31,10 @@ pub struct ApicTimerState {
     pub initial: u32,
     /// Divide configuration register as written (bits 0, 1 and 3 matter).
     pub divide_config: u32,
-    /// Clock time (ns) the count was (re)loaded.
-    pub start_ns: u64,
+    /// A clock time (ns) at which the count was known: the last load or divider change.
+    pub anchor_ns: u64,
+    /// The count at `anchor_ns`.
+    pub anchor_count: u32,
     /// Clock time of the next expiry not yet polled, if the timer is counting.
     pub next_ns: Option<u64>,
     /// One-shot or periodic.
@@ -62,7 +64,8 @@ impl ApicTimer {
     /// Write the initial count at time `now`: the count restarts from it (0 stops the timer).
     pub fn set_initial(&mut self, count: u32, now: u64) {
         self.state.initial = count;
-        self.state.start_ns = now;
+        self.state.anchor_ns = now;
+        self.state.anchor_count = count;
         self.state.next_ns = (count != 0).then(|| now.saturating_add(self.period_ns()));
     }
 
@@ -71,13 +74,11 @@ impl ApicTimer {
     pub fn set_divide(&mut self, config: u32, now: u64) {
         let remaining = self.current(now);
         self.state.divide_config = config & 0xb;
-        if self.state.next_ns.is_some() && remaining != 0 {
-            // Pretend the count started earlier at the new rate, so that `current` reads
-            // `remaining` now and it reaches zero `remaining` ticks from now.
-            let shift = self.shift();
-            let done = u64::from(self.state.initial - remaining) << shift;
-            self.state.start_ns = now.saturating_sub(done);
-            self.state.next_ns = Some(now.saturating_add(u64::from(remaining) << shift));
+        self.state.anchor_ns = now;
+        self.state.anchor_count = remaining;
+        if self.state.next_ns.is_some() {
+            let left = u64::from(remaining) << self.shift();
+            self.state.next_ns = Some(now.saturating_add(left));
         }
     }
 
@@ -100,11 +101,15 @@ impl ApicTimer {
         if initial == 0 {
             return 0;
         }
-        let ticks = now.saturating_sub(self.state.start_ns) >> self.shift();
+        let ticks = now.saturating_sub(self.state.anchor_ns) >> self.shift();
+        let anchor = u64::from(self.state.anchor_count);
+        if ticks < anchor {
+            return (anchor - ticks) as u32;
+        }
         match self.state.mode {
-            TimerMode::OneShot if ticks >= initial => 0,
-            TimerMode::OneShot => (initial - ticks) as u32,
-            TimerMode::Periodic => (initial - ticks % initial) as u32,
+            TimerMode::OneShot => 0,
+            // Reloaded at each zero: `over` ticks into the reloads.
+            TimerMode::Periodic => (initial - (ticks - anchor) % initial) as u32,
         }
     }
 
