@@ -287,9 +287,7 @@ impl Lapic {
     pub fn from_state(state: LapicState, clock: Arc<dyn Clock>) -> Self {
         Self {
             state,
-            timer: ApicTimer {
-                state: state.timer,
-            },
+            timer: ApicTimer { state: state.timer },
             clock,
         }
     }
@@ -587,7 +585,10 @@ mod tests {
 
     fn apic(bsp: bool) -> (Lapic, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(0));
-        (Lapic::new(if bsp { 0 } else { 1 }, bsp, clock.clone()), clock)
+        (
+            Lapic::new(if bsp { 0 } else { 1 }, bsp, clock.clone()),
+            clock,
+        )
     }
 
     fn rd(a: &mut Lapic, r: u64) -> u32 {
@@ -626,7 +627,10 @@ mod tests {
     fn priority_acknowledge_and_eoi() {
         let (mut a, _) = apic(true);
         a.accept_fixed(0x31, false);
-        assert!(!a.has_interrupt(), "software-disabled APIC delivers nothing");
+        assert!(
+            !a.has_interrupt(),
+            "software-disabled APIC delivers nothing"
+        );
         wr(&mut a, reg::SVR, 0x1ff);
         assert!(a.has_interrupt());
         a.accept_fixed(0x45, false);
@@ -660,7 +664,11 @@ mod tests {
     fn illegal_vector_sets_esr() {
         let (mut a, _) = apic(true);
         a.accept_fixed(3, false);
-        assert_eq!(rd(&mut a, reg::ESR), 0, "ESR reads the value latched by a write");
+        assert_eq!(
+            rd(&mut a, reg::ESR),
+            0,
+            "ESR reads the value latched by a write"
+        );
         wr(&mut a, reg::ESR, 0);
         assert_eq!(rd(&mut a, reg::ESR), ESR_RECEIVE_ILLEGAL);
         wr(&mut a, reg::ESR, 0);
@@ -695,7 +703,11 @@ mod tests {
             wr(&mut a, reg::EOI, 0);
         }
         // Masked: the count goes on, no interrupt.
-        wr(&mut a, reg::LVT_TIMER, 0x41 | LVT_TIMER_PERIODIC | LVT_MASKED);
+        wr(
+            &mut a,
+            reg::LVT_TIMER,
+            0x41 | LVT_TIMER_PERIODIC | LVT_MASKED,
+        );
         clock.set(5400);
         assert!(a.poll_timer());
         assert!(!a.has_interrupt());

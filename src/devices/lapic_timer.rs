@@ -89,8 +89,7 @@ impl ApicTimer {
         }
         self.state.mode = mode;
         // A one-shot timer that already fired may start counting again as periodic.
-        if mode == TimerMode::Periodic && self.state.next_ns.is_none() && self.state.initial != 0
-        {
+        if mode == TimerMode::Periodic && self.state.next_ns.is_none() && self.state.initial != 0 {
             self.set_initial(self.state.initial, now);
         }
     }
@@ -182,7 +181,16 @@ mod tests {
     #[test]
     fn divider_encodings_and_change_mid_count() {
         let mut t = ApicTimer::default();
-        for (cfg, shift) in [(0, 1), (1, 2), (2, 3), (3, 4), (8, 5), (9, 6), (10, 7), (11, 0)] {
+        for (cfg, shift) in [
+            (0, 1),
+            (1, 2),
+            (2, 3),
+            (3, 4),
+            (8, 5),
+            (9, 6),
+            (10, 7),
+            (11, 0),
+        ] {
             t.state.divide_config = cfg;
             assert_eq!(t.shift(), shift, "config {cfg:#x}");
         }

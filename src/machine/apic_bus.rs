@@ -310,7 +310,10 @@ mod tests {
     fn bus(cpus: usize) -> (Arc<ApicBus>, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(0));
         let pic = Arc::new(Mutex::new(Pic8259Pair::new(Arc::new(|_| {}))));
-        (ApicBus::new(cpus, clock.clone(), pic, Control::new()), clock)
+        (
+            ApicBus::new(cpus, clock.clone(), pic, Control::new()),
+            clock,
+        )
     }
 
     fn wr(b: &ApicBus, cpu: usize, r: u64, v: u32) {

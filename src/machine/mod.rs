@@ -158,8 +158,12 @@ fn run_once(
         Some(tcg) => {
             let legacy = legacy_irq::LegacyIrq::build(&mut pio, &control, clock.clone())
                 .map_err(pc::bus_err)?;
-            let apics =
-                apic_bus::ApicBus::new(config.cpus, clock.clone(), legacy.pic.clone(), control.clone());
+            let apics = apic_bus::ApicBus::new(
+                config.cpus,
+                clock.clone(),
+                legacy.pic.clone(),
+                control.clone(),
+            );
             for id in 0..config.cpus {
                 tcg.set_interrupt_source_for(id, apics.interrupt_source(id));
             }

@@ -140,6 +140,8 @@ pub fn run_guest(accel: &str, file: &str, expected_name: &str, status: i32, smp:
 
 /// Run kemu with `args` (no stdin) to the end, and also return the CPU time (user + system)
 /// the kemu process used, from `wait4`. `limit` kills a run that hangs.
+// The child is reaped by `wait4` (which also reports its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 pub fn kemu_cpu_time(args: &[&str], limit: Duration) -> (Run, Duration) {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kemu"))

@@ -52,8 +52,7 @@ impl Cpu {
                 if v & !valid != 0 {
                     return false;
                 }
-                s.msr.apic_base =
-                    (v & !apic_base::BSP) | (s.msr.apic_base & apic_base::BSP);
+                s.msr.apic_base = (v & !apic_base::BSP) | (s.msr.apic_base & apic_base::BSP);
             }
             msr::SYSENTER_CS => s.msr.sysenter_cs = v & 0xffff,
             msr::SYSENTER_ESP if addr_ok => s.msr.sysenter_esp = v,
