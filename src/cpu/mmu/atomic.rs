@@ -1,4 +1,5 @@
-//! Locked read-modify-write: XCHG with memory and LOCK-prefixed instructions as one atomic
+//! Locked read-modify-write: XCHG with memory and LOCK-prefixed instructions (ALU, INC/DEC,
+//! NOT/NEG, XADD, CMPXCHG, BTS/BTR/BTC; not yet CMPXCHG8B) as one atomic
 //! access to guest RAM, so vCPU threads that share RAM see them as other CPUs would (a
 //! spinlock taken with XCHG, a counter bumped with LOCK INC, CMPXCHG loops).
 //!

@@ -291,13 +291,17 @@ fn locked_instructions_are_atomic_between_cpus() {
         a.jnz(spin)?;
         a.add(dword_ptr(0x9014u32), ebx)?;
         a.mov(dword_ptr(0x9010u32), 0u32)?;
+        // Each CPU toggles its own bit of one shared word (CPU 0 bit 0, CPU 1 bit 1), via ESI.
+        a.lock().btc(dword_ptr(0x9018u32), esi)?;
         a.dec(ecx)?;
         a.jnz(top)?;
         a.hlt()
     });
     g.set_flat32(&code);
     let mut second = Cpu::new(1, g.ram.clone(), g.io.clone(), Arc::new(ExitStats::new(2)));
-    second.set_state(g.cpu.state.clone());
+    let mut state = g.cpu.state.clone();
+    state.gpr[6] = 1; // ESI: CPU 1 toggles bit 1
+    second.set_state(state);
     std::thread::scope(|s| {
         for cpu in [&mut g.cpu, &mut second] {
             s.spawn(move || assert_eq!(cpu.run(&AtomicBool::new(false)), CpuExit::Halt));
@@ -307,4 +311,7 @@ fn locked_instructions_are_atomic_between_cpus() {
         let v: u32 = g.ram.read_obj(GuestAddress(off)).unwrap();
         assert_eq!(v, 2 * N, "counter at {off:#x}");
     }
+    // Each bit toggled an even number of times: back to 0, no toggle lost to the other CPU.
+    let bits: u32 = g.ram.read_obj(GuestAddress(0x9018)).unwrap();
+    assert_eq!(bits, 0);
 }
