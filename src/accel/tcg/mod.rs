@@ -431,6 +431,57 @@ mod tests {
         assert_eq!(tcg.name(), "tcg");
     }
 
+    /// Hands out scripted signals; no vectored interrupts.
+    #[derive(Default)]
+    struct Signals(Mutex<Vec<CpuSignal>>);
+
+    impl InterruptSource for Signals {
+        fn pending(&self) -> bool {
+            false
+        }
+        fn acknowledge(&self) -> u8 {
+            0xff
+        }
+        fn take_signal(&self) -> Option<CpuSignal> {
+            let mut q = self.0.lock().unwrap();
+            (!q.is_empty()).then(|| q.remove(0))
+        }
+    }
+
+    #[test]
+    fn application_processor_waits_for_init_and_startup() {
+        let ram = Arc::new(GuestRam::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap());
+        // At 0x7000: mov al, 'A'; out 0xe9, al; hlt
+        ram.write_slice(&[0xb0, b'A', 0xe6, 0xe9, 0xf4], GuestAddress(0x7000))
+            .unwrap();
+        let io = Arc::new(Ports::default());
+        let signals = Arc::new(Signals::default());
+        let tcg = Tcg::new();
+        tcg.map_ram(&ram).unwrap();
+        tcg.set_interrupt_source_for(1, signals.clone());
+        let ctx = VcpuContext {
+            ram,
+            io: io.clone(),
+            stats: Arc::new(super::super::ExitStats::new(2)),
+            cpu_count: 2,
+        };
+        let mut ap = tcg.create_vcpu(1, ctx).unwrap();
+        assert_eq!(ap.run().unwrap(), VcpuExit::Halt, "parked until STARTUP");
+        assert!(io.0.lock().unwrap().is_empty());
+        // INIT, STARTUP 7 (start at 0x7000), and a second STARTUP that finds it running and
+        // is ignored, as the SDM's INIT-SIPI-SIPI sequence would.
+        signals.0.lock().unwrap().extend([
+            CpuSignal::Init,
+            CpuSignal::Startup(7),
+            CpuSignal::Startup(9),
+        ]);
+        assert_eq!(ap.run().unwrap(), VcpuExit::Halt);
+        assert_eq!(*io.0.lock().unwrap(), vec![(0xe9, b'A')]);
+        let s = ap.state().unwrap();
+        assert_eq!((s.cs.selector, s.cs.base, s.rip), (0x700, 0x7000, 5));
+        assert_eq!(s.apic_base, 0xfee0_0800, "enabled, not the BSP");
+    }
+
     #[test]
     fn external_interrupt_through_ivt() {
         // sti; hlt; hlt   with IVT[0x20] → 0000:0x7d00: mov bl, 0x77; iret
