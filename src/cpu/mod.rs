@@ -135,6 +135,12 @@ impl Cpu {
         self.pending_nmi = true;
     }
 
+    /// Drop a latched external interrupt and a pending NMI (INIT discards them).
+    pub fn discard_pending_events(&mut self) {
+        self.pending_external = None;
+        self.pending_nmi = false;
+    }
+
     /// The code epoch: a counter the machine (or another vCPU) increments after writing guest
     /// RAM without going through this CPU (device DMA, loaders, other vCPUs' stores). Every
     /// cached block is then re-checked against memory before it runs again, so stale code is

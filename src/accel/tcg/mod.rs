@@ -228,6 +228,7 @@ impl TcgVcpu {
         s.msr.apic_base = self.cpu.state.msr.apic_base;
         s.tsc = self.cpu.state.tsc;
         self.cpu.set_state(s);
+        self.cpu.discard_pending_events();
         self.waiting_for_sipi = true;
     }
 
