@@ -23,7 +23,7 @@ DIR=$(ls -td "$ROOT"/target/debug/build/kemu-*/out/guests 2>/dev/null | head -n 
 [ -n "$DIR" ] || { echo "no built guests under target/debug/build" >&2; exit 1; }
 
 GUESTS=("$@")
-[ ${#GUESTS[@]} -gt 0 ] || GUESTS=(hello hello.elf exit_code pio_bench cpl3 smp syscall demo gdb_target)
+[ ${#GUESTS[@]} -gt 0 ] || GUESTS=(hello hello.elf exit_code pio_bench cpl3 smp syscall demo gdb_target lapic_timer ioapic ipi hlt_wake)
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 pass=0 fail=0

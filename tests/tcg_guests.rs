@@ -178,3 +178,59 @@ fn host_input_reaches_the_guest() {
     assert_eq!(r.stdout, common::expected("echo"), "{}", r.stderr);
     assert_eq!(r.status, Some(1));
 }
+
+#[test]
+fn lapic_timer_periodic_and_one_shot() {
+    run_guest("tcg", "lapic_timer.bin", "lapic_timer", 1, "1");
+}
+
+#[test]
+fn ioapic_routes_the_pit() {
+    run_guest("tcg", "ioapic.bin", "ioapic", 1, "1");
+}
+
+/// INIT/STARTUP by physical destination, then a fixed IPI and an NMI back to the boot CPU.
+#[test]
+fn ipi_init_startup_fixed_and_nmi() {
+    run_guest("tcg", "ipi.bin", "ipi", 1, "2");
+}
+
+/// The OS-style bring-up (INIT + 2 x SIPI to all-but-self) now reaches the APs.
+#[test]
+fn smp_brings_up_the_application_processors() {
+    run_guest("tcg", "smp.bin", "smp", 1, "2");
+}
+
+/// With every vCPU halted for ~0.5 s of APIC one-shot timers, the timer still fires and the
+/// host threads sleep: the run takes at least the guest's time and little CPU.
+#[test]
+fn halted_cpus_idle_and_wake_on_the_apic_timer() {
+    let path = guest("hlt_wake.bin");
+    let (run, cpu) = common::kemu_cpu_time(
+        &[
+            "-accel",
+            "tcg",
+            "-smp",
+            "2",
+            "-kernel",
+            path.to_str().unwrap(),
+            "-nographic",
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.stdout, common::expected("hlt_wake"), "{}", run.stderr);
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert!(
+        run.elapsed >= Duration::from_millis(500),
+        "20 x 25 ms timers took {:?}",
+        run.elapsed
+    );
+    assert!(
+        cpu < Duration::from_millis(300),
+        "kemu used {cpu:?} of CPU for {:?} of mostly halted guest",
+        run.elapsed
+    );
+}

@@ -56,7 +56,27 @@ pub trait InterruptSource: Send + Sync {
     /// The interrupt-acknowledge cycle: the vector to deliver (a spurious vector if the request
     /// went away).
     fn acknowledge(&self) -> u8;
+    /// The next non-vectored message for this CPU (INIT, STARTUP, NMI), taken once. Sources
+    /// without a local APIC have none.
+    fn take_signal(&self) -> Option<CpuSignal> {
+        None
+    }
 }
+
+/// A message a local APIC hands its CPU outside the INTR/INTA path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuSignal {
+    /// INIT: the CPU resets; an application processor then waits for STARTUP.
+    Init,
+    /// STARTUP (SIPI) with this vector: a waiting AP starts in real mode at `vector * 0x1000`.
+    Startup(u8),
+    /// A non-maskable interrupt.
+    Nmi,
+}
+
+/// The machine's time for a software CPU's TSC: nanoseconds since the machine's clock origin
+/// (the TSC then runs at 1 GHz). Monotonic.
+pub type TimeSource = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// Why [`Vcpu::run`] returned: only what the machine must decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

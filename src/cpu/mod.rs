@@ -32,7 +32,7 @@ use vm_memory::GuestMemoryBackend;
 use self::decode::BlockCache;
 use self::mmu::tlb::Tlb;
 use self::state::CpuState;
-use crate::accel::{ExitStats, GuestRam, IoHandler};
+use crate::accel::{ExitStats, GuestRam, IoHandler, TimeSource};
 
 pub use run::CpuExit;
 
@@ -69,6 +69,8 @@ pub struct Cpu {
     /// Debugger breakpoints (linear addresses): `run` stops with [`CpuExit::Debug`] before
     /// executing an instruction at one of them. Empty = no per-instruction check.
     pub breakpoints: Vec<u64>,
+    /// Where the TSC comes from (see [`Cpu::set_time_source`]); `None`: retired instructions.
+    time: Option<TimeSource>,
 }
 
 impl Cpu {
@@ -100,6 +102,7 @@ impl Cpu {
             cpu_count: 1,
             code_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             breakpoints: Vec::new(),
+            time: None,
         }
     }
 
@@ -136,6 +139,12 @@ impl Cpu {
         self.pending_nmi = true;
     }
 
+    /// Drop a latched external interrupt and a pending NMI (INIT discards them).
+    pub fn discard_pending_events(&mut self) {
+        self.pending_external = None;
+        self.pending_nmi = false;
+    }
+
     /// The code epoch: a counter the machine (or another vCPU) increments after writing guest
     /// RAM without going through this CPU (device DMA, loaders, other vCPUs' stores). Every
     /// cached block is then re-checked against memory before it runs again, so stale code is
@@ -147,6 +156,36 @@ impl Cpu {
     /// Use `epoch` (shared with the machine and other vCPUs) as this CPU's code epoch.
     pub fn set_code_epoch(&mut self, epoch: Arc<std::sync::atomic::AtomicU64>) {
         self.code_epoch = epoch;
+    }
+
+    /// Drive the TSC from `time` (nanoseconds: a 1 GHz TSC) instead of the instruction count,
+    /// keeping its current value. From then on `state.tsc` holds the offset TSC − time, which
+    /// WRMSR to IA32_TSC changes.
+    pub fn set_time_source(&mut self, time: TimeSource) {
+        let tsc = self.tsc();
+        self.time = Some(time);
+        self.set_tsc(tsc);
+    }
+
+    /// The time-stamp counter now.
+    pub fn tsc(&self) -> u64 {
+        match &self.time {
+            Some(t) => t().wrapping_add(self.state.tsc),
+            None => self.state.tsc,
+        }
+    }
+
+    /// Set the time-stamp counter (WRMSR IA32_TSC).
+    pub fn set_tsc(&mut self, v: u64) {
+        self.state.tsc = match &self.time {
+            Some(t) => v.wrapping_sub(t()),
+            None => v,
+        };
+    }
+
+    /// Whether the TSC counts retired instructions (no time source).
+    pub(crate) fn tsc_counts_instructions(&self) -> bool {
+        self.time.is_none()
     }
 
     /// Number of blocks in the decode cache (tests, statistics).

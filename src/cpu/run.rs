@@ -133,7 +133,9 @@ impl Cpu {
                     super::exception::Kind::External,
                 );
             }
-            self.state.tsc = self.state.tsc.wrapping_add(retired);
+            if self.tsc_counts_instructions() {
+                self.state.tsc = self.state.tsc.wrapping_add(retired);
+            }
             *unreported += retired;
             if *unreported >= REPORT_EVERY {
                 self.stats.add_instructions(self.id, *unreported);

@@ -69,6 +69,18 @@ pub mod cr4 {
         (1 << 0) | (1 << 1) | TSD | (1 << 3) | PSE | PAE | (1 << 6) | PGE | (1 << 8);
 }
 
+/// IA32_APIC_BASE bits.
+pub mod apic_base {
+    /// This is the bootstrap processor (read only).
+    pub const BSP: u64 = 1 << 8;
+    /// The local APIC is globally enabled.
+    pub const ENABLE: u64 = 1 << 11;
+    /// The APIC page's physical address (bits 39:12 with 40 physical address bits).
+    pub const BASE_MASK: u64 = ((1 << crate::cpu::mmu::walk::PHYS_BITS) - 1) & !0xfff;
+    /// The value after RESET on an application processor (the BSP adds [`BSP`]).
+    pub const RESET_AP: u64 = 0xfee0_0000 | ENABLE;
+}
+
 /// EFER bits.
 pub mod efer {
     /// SYSCALL enable.

@@ -13,6 +13,8 @@ pub mod cmos;
 pub mod debug_exit;
 pub mod i8042;
 pub mod ioapic;
+pub mod lapic;
+pub mod lapic_timer;
 #[cfg(test)]
 mod layout_tests;
 pub mod pci_host;

@@ -80,6 +80,28 @@ impl Control {
         self.wake.notify_all();
     }
 
+    /// Kick vCPU `id` (its index, the order kickers were added in) out of `run()` and wake
+    /// halted vCPUs: an interrupt for it arrived.
+    pub fn kick_vcpu(&self, id: usize) {
+        if let Some(k) = self
+            .kickers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            k.kick();
+        }
+        let mut gen = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
+        *gen += 1;
+        self.wake.notify_all();
+    }
+
+    /// The wake-up count: read it before asking a vCPU whether it is halted, and pass it to
+    /// [`Control::wait_halted_since`], so a wake-up in between is not lost.
+    pub fn wake_generation(&self) -> u64 {
+        *self.wake_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether the run is ending.
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
@@ -115,11 +137,17 @@ impl Control {
     /// Block a halted vCPU until something may have woken it (a kick, an interrupt) or
     /// `timeout` passes.
     pub fn wait_halted(&self, timeout: Duration) {
+        let start = self.wake_generation();
+        self.wait_halted_since(start, timeout);
+    }
+
+    /// Like [`Control::wait_halted`], but return at once if anything woke vCPUs since the
+    /// wake generation was `start`.
+    pub fn wait_halted_since(&self, start: u64, timeout: Duration) {
         let gen = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
         if self.stopping() {
             return;
         }
-        let start = *gen;
         let _ = self
             .wake
             .wait_timeout_while(gen, timeout, |g| *g == start && !self.stopping());
@@ -161,5 +189,19 @@ mod tests {
         assert!(matches!(c.outcome(), Some(Outcome::Exit(3))));
         assert_eq!(k.0.load(Ordering::SeqCst), 2);
         c.wait_halted(Duration::from_secs(5)); // returns at once: stopping
+    }
+
+    #[test]
+    fn a_wake_before_the_wait_is_not_lost() {
+        let c = Control::new();
+        let k = Arc::new(Count::default());
+        c.add_kicker(k.clone());
+        let gen = c.wake_generation();
+        c.kick_vcpu(0);
+        c.kick_vcpu(5); // no such vCPU: only wakes
+        assert_eq!(k.0.load(Ordering::SeqCst), 1);
+        let t = std::time::Instant::now();
+        c.wait_halted_since(gen, Duration::from_secs(5));
+        assert!(t.elapsed() < Duration::from_secs(1));
     }
 }

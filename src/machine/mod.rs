@@ -7,6 +7,7 @@
 //! the same config (unless `-no-reboot`), as a power cycle would.
 
 pub mod acpi;
+mod apic_bus;
 pub mod boot;
 mod config;
 pub mod console;
@@ -15,6 +16,7 @@ mod io;
 mod legacy_irq;
 pub mod memory;
 mod pc;
+mod timers;
 mod trace;
 mod vcpu_loop;
 
@@ -31,6 +33,8 @@ use crate::accel::kvm::KvmAccel;
 use crate::accel::tcg::Tcg;
 use crate::accel::{AccelError, Accelerator, CrashReport, ExitStats, VcpuContext};
 use crate::monitor::gdb::{DebugHub, GdbError, GdbServer};
+use crate::devices::clock::{Clock, HostClock};
+use crate::devices::ioapic::{IOAPIC_BASE, IOAPIC_LEN};
 
 /// Why the machine could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -181,27 +185,48 @@ fn run_once(
     );
 
     let control = Control::new();
+    // One clock for the machine: PIT, APIC timers, ACPI PM timer and the software CPU's TSC.
+    let clock: Arc<dyn Clock> = Arc::new(HostClock::new());
     let mut pio = crate::devices::Bus::new();
-    // Under KVM the in-kernel irqchip and PIT serve these; our CPU needs ours.
-    let legacy = match &tcg {
+    // Under KVM the in-kernel irqchip, PIT and APICs serve these; our CPU needs ours.
+    let soft_irq = match &tcg {
         Some(tcg) => {
-            let legacy = legacy_irq::LegacyIrq::build(&mut pio, &control).map_err(pc::bus_err)?;
-            tcg.set_interrupt_source(legacy.interrupt_source());
-            Some(legacy)
+            let legacy = legacy_irq::LegacyIrq::build(&mut pio, &control, clock.clone())
+                .map_err(pc::bus_err)?;
+            let apics = apic_bus::ApicBus::new(
+                config.cpus,
+                clock.clone(),
+                legacy.pic.clone(),
+                control.clone(),
+            );
+            for id in 0..config.cpus {
+                tcg.set_interrupt_source_for(id, apics.interrupt_source(id));
+            }
+            let tsc_clock = clock.clone();
+            tcg.set_time_source(Arc::new(move || tsc_clock.now_ns()));
+            Some((legacy, apics))
         }
         None => None,
     };
-    let chip = legacy
+    let chip = soft_irq
         .as_ref()
-        .map_or_else(|| accel.irq_chip(), |l| l.chip());
-    let io = Arc::new(pc::build_devices(
+        .map_or_else(|| accel.irq_chip(), |(_, apics)| apics.irq_chip());
+    let mut io = pc::build_devices(
         config,
         pio,
-        chip,
+        chip.clone(),
+        &clock,
         &control,
         host_console,
         trace,
-    )?);
+    )?;
+    if let Some((_, apics)) = &soft_irq {
+        io.mmio
+            .insert(apics.ioapic(), IOAPIC_BASE, IOAPIC_LEN)
+            .map_err(pc::bus_err)?;
+        io.lapics = Some(apics.clone());
+    }
+    let io = Arc::new(io);
     let stats = Arc::new(ExitStats::new(config.cpus));
     let ctx = VcpuContext {
         ram: ram.clone(),
@@ -238,8 +263,14 @@ fn run_once(
             .map_err(MachineError::Thread)?;
         threads.push(handle);
     }
-    let ticker = match &legacy {
-        Some(l) => Some(l.spawn_pit_ticker(control.clone())?),
+    let ticker = match &soft_irq {
+        Some((legacy, apics)) => Some(timers::spawn(
+            control.clone(),
+            legacy.pit.clone(),
+            chip.clone(),
+            apics.clone(),
+            clock.clone(),
+        )?),
         None => None,
     };
     control.wait_finished();

@@ -11,8 +11,9 @@
 //! | PCI host + 0xCF9| 0xcf8-0xcff      | -         |
 //! | isa-debug-exit  | `-device` iobase | -         |
 //!
-//! The PIC (0x20, 0xa0, ELCR 0x4d0), the PIT (0x40-0x43) and port 0x61 are KVM's in-kernel
-//! devices under KVM and ours (`legacy_irq.rs`) under the software CPU.
+//! The PIC (0x20, 0xa0, ELCR 0x4d0), the PIT (0x40-0x43), port 0x61, the IOAPIC (MMIO
+//! 0xFEC00000) and the local APICs (0xFEE00000) are KVM's in-kernel devices under KVM and ours
+//! (`legacy_irq.rs`, `apic_bus.rs`) under the software CPU.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +25,7 @@ use super::trace::Trace;
 use super::{lock, MachineError};
 use crate::accel::IrqChip;
 use crate::devices::acpi_pm::{AcpiPm, PM_BASE, PM_LEN, SCI_IRQ};
+use crate::devices::clock::Clock;
 use crate::devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN, RTC_IRQ};
 use crate::devices::debug_exit::DebugExit;
 use crate::devices::i8042::{self, I8042};
@@ -171,13 +173,13 @@ pub fn bus_err(e: BusError) -> MachineError {
     MachineError::Failed(format!("device layout: {e}"))
 }
 
-/// Build the PC's devices and the buses they sit on.
 /// Build the PC's devices on `pio` (which may already hold the interrupt controllers) with
-/// their interrupt lines on `chip`.
+/// their interrupt lines on `chip` and their time from the machine's `clock`.
 pub fn build_devices(
     config: &MachineConfig,
     mut pio: Bus,
     chip: Arc<dyn IrqChip>,
+    clock: &Arc<dyn Clock>,
     control: &Arc<Control>,
     console: &HostConsole,
     trace: &Arc<Trace>,
@@ -222,7 +224,10 @@ pub fn build_devices(
     )
     .map_err(bus_err)?;
 
-    let pm = AcpiPm::new(line(&chip, SCI_IRQ), events.clone());
+    let pm_clock = clock.clone();
+    let pm = AcpiPm::new(line(&chip, SCI_IRQ), events.clone()).with_clock(Box::new(move || {
+        std::time::Duration::from_nanos(pm_clock.now_ns())
+    }));
     pio.insert(Arc::new(Mutex::new(pm)), u64::from(PM_BASE), PM_LEN)
         .map_err(bus_err)?;
 
@@ -246,5 +251,6 @@ pub fn build_devices(
     Ok(MachineIo {
         pio,
         mmio: Bus::new(),
+        lapics: None,
     })
 }

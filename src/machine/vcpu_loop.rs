@@ -10,7 +10,8 @@ use super::control::{Control, Outcome};
 use crate::accel::{AccelError, Vcpu, VcpuExit};
 use crate::monitor::gdb::DebugHub;
 
-/// How long a halted vCPU sleeps before looking again when nothing wakes it.
+/// How long a halted vCPU sleeps before looking again when nothing wakes it (every interrupt
+/// source wakes it through `Control`, so this is only a safety net).
 const HALT_POLL: Duration = Duration::from_millis(10);
 
 /// Run `vcpu` until the machine stops; `debug` is the gdbstub's hub when one is configured.
@@ -23,8 +24,11 @@ pub fn run_vcpu(mut vcpu: Box<dyn Vcpu>, control: Arc<Control>, debug: Option<Ar
                 break;
             }
         }
+        // Read before `run`, so an interrupt that arrives between the HLT and the wait below
+        // ends the wait at once instead of after HALT_POLL.
+        let gen = control.wake_generation();
         match vcpu.run() {
-            Ok(VcpuExit::Halt) => control.wait_halted(HALT_POLL),
+            Ok(VcpuExit::Halt) => control.wait_halted_since(gen, HALT_POLL),
             Ok(VcpuExit::Interrupted) => {}
             Ok(VcpuExit::Debug) => {
                 if let Some(hub) = &debug {

@@ -137,3 +137,66 @@ pub fn run_guest(accel: &str, file: &str, expected_name: &str, status: i32, smp:
     );
     true
 }
+
+/// Run kemu with `args` (no stdin) to the end, and also return the CPU time (user + system)
+/// the kemu process used, from `wait4`. `limit` kills a run that hangs.
+// The child is reaped by `wait4` (which also reports its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
+pub fn kemu_cpu_time(args: &[&str], limit: Duration) -> (Run, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kemu"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kemu");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while start.elapsed() < limit {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // SAFETY: kill(2) on our own child, which is not reaped yet: `done` is set only
+            // after wait4 returns, and wait4 is what reaps it.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        })
+    };
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child with valid pointers to locals; std's Child is not waited
+    // on afterwards (it is dropped without wait, which does not reap).
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = killer.join();
+    let code = (r == pid && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status));
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    let run = Run {
+        status: code,
+        stdout: String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned(),
+        elapsed: start.elapsed(),
+    };
+    (run, cpu)
+}

@@ -3,19 +3,24 @@
 //! [`Tcg`] keeps the guest RAM it was given and hands each [`TcgVcpu`] a [`Cpu`] over it.
 //! `run()` executes guest code until HLT (→ `Halt`), a kick (→ `Interrupted`), a triple fault
 //! (→ `Shutdown`) or a fatal condition (→ `AccelError::Guest` with the instruction bytes).
-//! Interrupt lines raised on [`TcgIrqChip`] are only recorded for now (the PIC/IOAPIC/LAPIC
-//! come later); external vectors reach a CPU through [`TcgVcpu::raise_external`], which calls
-//! [`Cpu::raise_external`].
+//! Interrupts reach each CPU through the [`InterruptSource`] the machine gives it
+//! ([`Tcg::set_interrupt_source_for`]: its local APIC, which falls through to the 8259 for
+//! ExtINT): vectors at slice boundaries through the INTA cycle, and INIT / STARTUP / NMI as
+//! [`CpuSignal`]s. An application processor waits for INIT and STARTUP before it runs (it
+//! reports `Halt` until then). The TSC follows the machine's clock when one is given
+//! ([`Tcg::set_time_source`]), else it counts retired instructions. Interrupt lines raised on
+//! [`TcgIrqChip`] (the accelerator's own `irq_chip`, unused by the PC machine, which brings its
+//! PIC and IOAPIC) are only recorded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    AccelError, Accelerator, CrashReport, DebugConfig, ExitReason, FpuRegs, GuestRam,
-    InterruptSource, IrqChip, Kicker, Vcpu, VcpuContext, VcpuExit, VcpuState,
+    AccelError, Accelerator, CpuSignal, CrashReport, DebugConfig, ExitReason, FpuRegs, GuestRam,
+    InterruptSource, IrqChip, Kicker, Segment, TimeSource, Vcpu, VcpuContext, VcpuExit, VcpuState,
 };
 use crate::cpu::fpu_state::{FpuState, F80};
-use crate::cpu::state::CpuState;
+use crate::cpu::state::{apic_base, CpuState};
 use crate::cpu::{Cpu, CpuExit};
 
 /// The software-CPU accelerator.
@@ -23,8 +28,10 @@ use crate::cpu::{Cpu, CpuExit};
 pub struct Tcg {
     ram: Mutex<Option<Arc<GuestRam>>>,
     irq: Arc<TcgIrqChip>,
-    /// The machine's interrupt controller: its INTR goes to vCPU 0 (virtual wire).
-    interrupts: Mutex<Option<Arc<dyn InterruptSource>>>,
+    /// Each vCPU's interrupt input, by vCPU index.
+    interrupts: Mutex<Vec<Option<Arc<dyn InterruptSource>>>>,
+    /// The machine's clock for the TSC.
+    time: Mutex<Option<TimeSource>>,
 }
 
 impl Tcg {
@@ -36,8 +43,23 @@ impl Tcg {
     /// Connect the machine's interrupt controller to vCPU 0 (before `create_vcpu`). Without
     /// one, vCPUs see no external interrupts.
     pub fn set_interrupt_source(&self, source: Arc<dyn InterruptSource>) {
-        if let Ok(mut slot) = self.interrupts.lock() {
-            *slot = Some(source);
+        self.set_interrupt_source_for(0, source);
+    }
+
+    /// Connect vCPU `id`'s interrupt input (its local APIC) before `create_vcpu(id)`.
+    pub fn set_interrupt_source_for(&self, id: usize, source: Arc<dyn InterruptSource>) {
+        if let Ok(mut v) = self.interrupts.lock() {
+            if v.len() <= id {
+                v.resize(id + 1, None);
+            }
+            v[id] = Some(source);
+        }
+    }
+
+    /// Drive the TSC of vCPUs created from now on from `time` (the machine's clock).
+    pub fn set_time_source(&self, time: TimeSource) {
+        if let Ok(mut slot) = self.time.lock() {
+            *slot = Some(time);
         }
     }
 
@@ -105,8 +127,13 @@ impl Accelerator for Tcg {
 
     fn create_vcpu(&self, id: usize, ctx: VcpuContext) -> Result<Box<dyn Vcpu>, AccelError> {
         let mut vcpu = TcgVcpu::new(id, ctx);
-        if id == 0 {
-            vcpu.interrupts = self.interrupts.lock().ok().and_then(|s| s.clone());
+        vcpu.interrupts = self
+            .interrupts
+            .lock()
+            .ok()
+            .and_then(|v| v.get(id).cloned().flatten());
+        if let Some(t) = self.time.lock().ok().and_then(|t| t.clone()) {
+            vcpu.cpu.set_time_source(t);
         }
         Ok(Box::new(vcpu))
     }
@@ -127,9 +154,8 @@ pub struct TcgVcpu {
     kick: Arc<AtomicBool>,
     stats: Arc<super::ExitStats>,
     interrupts: Option<Arc<dyn InterruptSource>>,
-    /// Application processors wait for INIT/SIPI before they run; until the local APIC exists
-    /// nothing sends them, so they stay parked (halted) instead of executing from the reset
-    /// vector into whatever memory holds.
+    /// In the wait-for-SIPI state: application processors from RESET, and any CPU after INIT.
+    /// Such a CPU runs nothing until a STARTUP message arrives.
     waiting_for_sipi: bool,
     /// What the debugger asked for (breakpoints live in the CPU itself).
     debug: DebugConfig,
@@ -147,6 +173,7 @@ impl TcgVcpu {
     pub fn new(id: usize, ctx: VcpuContext) -> Self {
         let mut cpu = Cpu::new(id, ctx.ram, ctx.io, ctx.stats.clone());
         cpu.cpu_count = ctx.cpu_count;
+        cpu.state.msr.apic_base = apic_base::RESET_AP | if id == 0 { apic_base::BSP } else { 0 };
         TcgVcpu {
             cpu,
             kick: Arc::new(AtomicBool::new(false)),
@@ -175,6 +202,50 @@ impl TcgVcpu {
             let vector = source.acknowledge();
             self.cpu.raise_external(vector);
         }
+    }
+
+    /// Act on the local APIC's INIT / STARTUP / NMI messages; true if any arrived.
+    fn take_signals(&mut self, source: &dyn InterruptSource) -> bool {
+        let mut any = false;
+        while let Some(sig) = source.take_signal() {
+            any = true;
+            match sig {
+                CpuSignal::Init => self.init(),
+                CpuSignal::Startup(vector) if self.waiting_for_sipi => self.startup(vector),
+                // A STARTUP to a CPU that is not waiting for one is ignored, as on hardware.
+                CpuSignal::Startup(_) => {}
+                CpuSignal::Nmi => self.cpu.raise_nmi(),
+            }
+        }
+        any
+    }
+
+    /// INIT: the registers take their RESET values (the APIC base MSR and TSC stay) and the
+    /// CPU waits for STARTUP. The boot CPU's INIT is not modelled (it would restart the
+    /// firmware) and is ignored.
+    fn init(&mut self) {
+        if self.cpu.id() == 0 {
+            log::debug!("INIT to the boot CPU ignored");
+            return;
+        }
+        let mut s = CpuState::from_vcpu_state(&VcpuState::reset());
+        s.msr.apic_base = self.cpu.state.msr.apic_base;
+        s.tsc = self.cpu.state.tsc;
+        self.cpu.set_state(s);
+        self.cpu.discard_pending_events();
+        self.waiting_for_sipi = true;
+    }
+
+    /// STARTUP: leave wait-for-SIPI in real mode at `vector:0000` (physical `vector * 0x1000`).
+    fn startup(&mut self, vector: u8) {
+        let mut v = VcpuState::reset();
+        v.cs = Segment::real(u16::from(vector) << 8, 0xb);
+        v.rip = 0;
+        let mut s = CpuState::from_vcpu_state(&v);
+        s.msr.apic_base = self.cpu.state.msr.apic_base;
+        s.tsc = self.cpu.state.tsc;
+        self.cpu.set_state(s);
+        self.waiting_for_sipi = false;
     }
 
     /// The CPU itself (tests, debugger, MSR access).
@@ -281,26 +352,34 @@ impl Vcpu for TcgVcpu {
 
     fn run(&mut self) -> Result<VcpuExit, AccelError> {
         let id = self.cpu.id();
-        if self.waiting_for_sipi {
-            self.kick.store(false, Ordering::Relaxed);
-            return Ok(VcpuExit::Halt);
-        }
-        if self.debug.single_step {
+        if self.debug.single_step && !self.waiting_for_sipi {
             return self.step();
         }
         let exit = loop {
             let Some(source) = self.interrupts.clone() else {
+                if self.waiting_for_sipi {
+                    self.kick.store(false, Ordering::Relaxed);
+                    return Ok(VcpuExit::Halt);
+                }
                 break self.cpu.run(&self.kick);
             };
+            self.take_signals(&*source);
+            if self.waiting_for_sipi {
+                // Nothing runs until STARTUP; the machine wakes this thread when it comes.
+                self.kick.store(false, Ordering::Relaxed);
+                return Ok(VcpuExit::Halt);
+            }
             self.take_external_interrupt(&*source);
             let before = self.stats.instructions(id);
             let exit = self.cpu.run_limited(&self.kick, INTERRUPT_SLICE);
             let sliced = self.stats.instructions(id) - before >= INTERRUPT_SLICE;
             match exit {
-                // The slice ran out (not a kick): look at INTR and go on.
+                // The slice ran out (not a kick): look at the APIC and go on.
                 CpuExit::Interrupted if sliced => continue,
-                // HLT with IF = 1 while INTR is already up: deliver instead of sleeping.
+                // HLT while an interrupt the CPU accepts is already there: deliver it instead
+                // of sleeping.
                 CpuExit::Halt if source.pending() && self.interrupts_enabled() => continue,
+                CpuExit::Halt if self.take_signals(&*source) => continue,
                 other => break other,
             }
         };
@@ -471,6 +550,57 @@ mod tests {
         tcg.irq_chip().set_irq(4, false);
         assert_eq!(tcg.irq_recorder().pending(), vec![3]);
         assert_eq!(tcg.name(), "tcg");
+    }
+
+    /// Hands out scripted signals; no vectored interrupts.
+    #[derive(Default)]
+    struct Signals(Mutex<Vec<CpuSignal>>);
+
+    impl InterruptSource for Signals {
+        fn pending(&self) -> bool {
+            false
+        }
+        fn acknowledge(&self) -> u8 {
+            0xff
+        }
+        fn take_signal(&self) -> Option<CpuSignal> {
+            let mut q = self.0.lock().unwrap();
+            (!q.is_empty()).then(|| q.remove(0))
+        }
+    }
+
+    #[test]
+    fn application_processor_waits_for_init_and_startup() {
+        let ram = Arc::new(GuestRam::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap());
+        // At 0x7000: mov al, 'A'; out 0xe9, al; hlt
+        ram.write_slice(&[0xb0, b'A', 0xe6, 0xe9, 0xf4], GuestAddress(0x7000))
+            .unwrap();
+        let io = Arc::new(Ports::default());
+        let signals = Arc::new(Signals::default());
+        let tcg = Tcg::new();
+        tcg.map_ram(&ram).unwrap();
+        tcg.set_interrupt_source_for(1, signals.clone());
+        let ctx = VcpuContext {
+            ram,
+            io: io.clone(),
+            stats: Arc::new(super::super::ExitStats::new(2)),
+            cpu_count: 2,
+        };
+        let mut ap = tcg.create_vcpu(1, ctx).unwrap();
+        assert_eq!(ap.run().unwrap(), VcpuExit::Halt, "parked until STARTUP");
+        assert!(io.0.lock().unwrap().is_empty());
+        // INIT, STARTUP 7 (start at 0x7000), and a second STARTUP that finds it running and
+        // is ignored, as the SDM's INIT-SIPI-SIPI sequence would.
+        signals.0.lock().unwrap().extend([
+            CpuSignal::Init,
+            CpuSignal::Startup(7),
+            CpuSignal::Startup(9),
+        ]);
+        assert_eq!(ap.run().unwrap(), VcpuExit::Halt);
+        assert_eq!(*io.0.lock().unwrap(), vec![(0xe9, b'A')]);
+        let s = ap.state().unwrap();
+        assert_eq!((s.cs.selector, s.cs.base, s.rip), (0x700, 0x7000, 5));
+        assert_eq!(s.apic_base, 0xfee0_0800, "enabled, not the BSP");
     }
 
     #[test]

@@ -21,19 +21,17 @@ const TEST: u8 = 8;
 
 #[inline(always)]
 fn compute<const OP: u8>(cpu: &Cpu, a: u64, b: u64) -> (u64, FlagOp) {
+    compute_cf::<OP>(cpu.state.flags.cf(), a, b)
+}
+
+/// `compute` with the carry flag given (pure, for locked read-modify-writes).
+#[inline(always)]
+fn compute_cf<const OP: u8>(cf: bool, a: u64, b: u64) -> (u64, FlagOp) {
     match OP {
         ADD => (a.wrapping_add(b), FlagOp::Add),
-        ADC => (
-            a.wrapping_add(b)
-                .wrapping_add(u64::from(cpu.state.flags.cf())),
-            FlagOp::Add,
-        ),
+        ADC => (a.wrapping_add(b).wrapping_add(u64::from(cf)), FlagOp::Add),
         SUB | CMP => (a.wrapping_sub(b), FlagOp::Sub),
-        SBB => (
-            a.wrapping_sub(b)
-                .wrapping_sub(u64::from(cpu.state.flags.cf())),
-            FlagOp::Sub,
-        ),
+        SBB => (a.wrapping_sub(b).wrapping_sub(u64::from(cf)), FlagOp::Sub),
         AND | TEST => (a & b, FlagOp::Logic),
         OR => (a | b, FlagOp::Logic),
         _ => (a ^ b, FlagOp::Logic),
@@ -44,6 +42,14 @@ fn compute<const OP: u8>(cpu: &Cpu, a: u64, b: u64) -> (u64, FlagOp) {
 fn arith<const OP: u8>(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let size = op_size(i, 0);
     let m = size_mask(size);
+    if OP != CMP && OP != TEST && i.has_lock_prefix() && i.op0_kind() == OpKind::Memory {
+        let b = read_op(cpu, i, 1)? & m;
+        let cf = cpu.state.flags.cf();
+        let a = locked_rmw(cpu, i, size, |a| compute_cf::<OP>(cf, a, b).0)?;
+        let (r, op) = compute_cf::<OP>(cf, a, b);
+        cpu.state.flags.set_lazy(op, size as u32 * 8, a, b, r & m);
+        return Ok(());
+    }
     let a = read_op(cpu, i, 0)?;
     let b = read_op(cpu, i, 1)? & m;
     let (r, op) = compute::<OP>(cpu, a, b);
@@ -146,9 +152,8 @@ pub fn test(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
 /// INC.
 pub fn inc(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let size = op_size(i, 0);
-    let a = read_op(cpu, i, 0)?;
+    let a = unary(cpu, i, size, |a| a.wrapping_add(1))?;
     let r = a.wrapping_add(1) & size_mask(size);
-    write_op(cpu, i, 0, r)?;
     cpu.state
         .flags
         .set_lazy(FlagOp::Inc, size as u32 * 8, a, 1, r);
@@ -158,9 +163,8 @@ pub fn inc(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
 /// DEC.
 pub fn dec(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let size = op_size(i, 0);
-    let a = read_op(cpu, i, 0)?;
+    let a = unary(cpu, i, size, |a| a.wrapping_sub(1))?;
     let r = a.wrapping_sub(1) & size_mask(size);
-    write_op(cpu, i, 0, r)?;
     cpu.state
         .flags
         .set_lazy(FlagOp::Dec, size as u32 * 8, a, 1, r);
@@ -170,9 +174,8 @@ pub fn dec(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
 /// NEG.
 pub fn neg(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let size = op_size(i, 0);
-    let a = read_op(cpu, i, 0)?;
+    let a = unary(cpu, i, size, |a| 0u64.wrapping_sub(a))?;
     let r = 0u64.wrapping_sub(a) & size_mask(size);
-    write_op(cpu, i, 0, r)?;
     cpu.state
         .flags
         .set_lazy(FlagOp::Sub, size as u32 * 8, 0, a, r);
@@ -181,8 +184,24 @@ pub fn neg(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
 
 /// NOT.
 pub fn not(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    unary(cpu, i, op_size(i, 0), |a| !a).map(|_| ())
+}
+
+/// Replace operand 0 with `f(old)` (atomically when it is memory under LOCK); returns old.
+#[inline(always)]
+fn unary(cpu: &mut Cpu, i: &Instruction, size: usize, f: impl Fn(u64) -> u64) -> Res<u64> {
+    if i.has_lock_prefix() && i.op0_kind() == OpKind::Memory {
+        return locked_rmw(cpu, i, size, f);
+    }
     let a = read_op(cpu, i, 0)?;
-    write_op(cpu, i, 0, !a & size_mask(op_size(i, 0)))
+    write_op(cpu, i, 0, f(a) & size_mask(size))?;
+    Ok(a)
+}
+
+/// The memory operand's read-modify-write as one atomic access (LOCK, XCHG); returns old.
+fn locked_rmw(cpu: &mut Cpu, i: &Instruction, size: usize, f: impl Fn(u64) -> u64) -> Res<u64> {
+    let a = ea(cpu, i);
+    cpu.rmw_seg(mem_seg(i), a, size, f)
 }
 
 /// MOV between general registers, memory and immediates.
@@ -212,6 +231,14 @@ pub fn lea(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
 
 /// XCHG.
 pub fn xchg(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
+    // With memory, XCHG is locked whether or not it has the prefix.
+    for (mem, reg) in [(0, 1), (1, 0)] {
+        if i.op_kind(mem) == OpKind::Memory {
+            let v = read_op(cpu, i, reg)?;
+            let old = locked_rmw(cpu, i, op_size(i, 0), |_| v)?;
+            return write_op(cpu, i, reg, old);
+        }
+    }
     let a = read_op(cpu, i, 0)?;
     let b = read_op(cpu, i, 1)?;
     if i.op0_kind() == OpKind::Memory {
@@ -228,6 +255,18 @@ pub fn cmpxchg(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let size = op_size(i, 0);
     let m = size_mask(size);
     let acc = cpu.state.gpr[0] & m;
+    if i.has_lock_prefix() && i.op0_kind() == OpKind::Memory {
+        let src = read_op(cpu, i, 1)?;
+        let dest = locked_rmw(cpu, i, size, |d| if d == acc { src } else { d })?;
+        if acc != dest {
+            cpu.set_gpr_sized(0, size, dest);
+        }
+        let r = acc.wrapping_sub(dest) & m;
+        cpu.state
+            .flags
+            .set_lazy(FlagOp::Sub, size as u32 * 8, acc, dest, r);
+        return Ok(());
+    }
     let dest = read_op(cpu, i, 0)?;
     let src = read_op(cpu, i, 1)?;
     let r = acc.wrapping_sub(dest) & m;
@@ -298,6 +337,16 @@ pub fn cmpxchg16b(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
 /// XADD.
 pub fn xadd(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let size = op_size(i, 0);
+    if i.has_lock_prefix() && i.op0_kind() == OpKind::Memory {
+        let b = read_op(cpu, i, 1)?;
+        let a = locked_rmw(cpu, i, size, |a| a.wrapping_add(b))?;
+        write_op(cpu, i, 1, a)?;
+        let r = a.wrapping_add(b) & size_mask(size);
+        cpu.state
+            .flags
+            .set_lazy(FlagOp::Add, size as u32 * 8, a, b, r);
+        return Ok(());
+    }
     let a = read_op(cpu, i, 0)?;
     let b = read_op(cpu, i, 1)?;
     let r = a.wrapping_add(b) & size_mask(size);

@@ -15,26 +15,37 @@ pub fn bt_family(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let bits = size as u64 * 8;
     let off = read_op(cpu, i, 1)?;
     let mn = i.mnemonic();
-    let (val, bit, addr) = if i.op0_kind() == OpKind::Memory && i.op1_kind() == OpKind::Register {
+    let mem = i.op0_kind() == OpKind::Memory;
+    let addr = if mem && i.op1_kind() == OpKind::Register {
         let soff = sext(off, size) as i64;
         let disp = (soff >> bits.trailing_zeros()) * size as i64;
         let a = ea(cpu, i).wrapping_add(disp as u64);
-        let a = match cpu.state.bitness() {
+        Some(match cpu.state.bitness() {
             64 => a,
             _ => a & 0xffff_ffff,
-        };
-        let v = cpu.read_seg(mem_seg(i), a, size)?;
-        (v, off & (bits - 1), Some(a))
+        })
     } else {
-        (read_op(cpu, i, 0)?, off & (bits - 1), None)
+        None
     };
-    let cf = (val >> bit) & 1 != 0;
-    let new = match mn {
+    let bit = off & (bits - 1);
+    let apply = move |val: u64| match mn {
         Mnemonic::Bts => val | 1 << bit,
         Mnemonic::Btr => val & !(1 << bit),
         Mnemonic::Btc => val ^ 1 << bit,
         _ => val,
     };
+    if mem && mn != Mnemonic::Bt && i.has_lock_prefix() {
+        let a = addr.unwrap_or_else(|| ea(cpu, i));
+        let old = cpu.rmw_seg(mem_seg(i), a, size, apply)?;
+        cpu.state.flags.set_flag(CF, (old >> bit) & 1 != 0);
+        return Ok(());
+    }
+    let val = match addr {
+        Some(a) => cpu.read_seg(mem_seg(i), a, size)?,
+        None => read_op(cpu, i, 0)?,
+    };
+    let cf = (val >> bit) & 1 != 0;
+    let new = apply(val);
     if mn != Mnemonic::Bt {
         match addr {
             Some(a) => cpu.write_seg(mem_seg(i), a, size, new)?,

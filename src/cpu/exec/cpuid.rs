@@ -1,5 +1,6 @@
 //! CPUID: a GenuineIntel-compatible description of exactly what this CPU implements. No x87,
-//! no SSE, no local APIC yet; PAE, PSE, PGE, TSC, MSR, CX8, CX16, CMOV, SEP, PAT, CLFSH, POPCNT,
+//! no SSE; the local APIC (xAPIC: the machine provides it; no x2APIC, no TSC-deadline), PAE,
+//! PSE, PGE, TSC, MSR, CX8, CX16, CMOV, SEP, PAT, CLFSH, POPCNT,
 //! SYSCALL, NX, LM, RDTSCP and LAHF/SAHF in 64-bit mode.
 
 use iced_x86::Instruction;
@@ -14,6 +15,7 @@ const LEAF1_EDX: u32 = (1 << 3) // PSE
     | (1 << 5) // MSR
     | (1 << 6) // PAE
     | (1 << 8) // CX8
+    | (1 << 9) // APIC (on-chip local APIC, initial APIC ID in leaf 1 EBX[31:24])
     | (1 << 11) // SEP
     | (1 << 13) // PGE
     | (1 << 15) // CMOV

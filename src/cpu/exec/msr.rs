@@ -7,7 +7,7 @@ use crate::accel::Segment;
 use crate::cpu::fault::{gp, ud, Res};
 use crate::cpu::flags::{IF, RF, VM};
 use crate::cpu::mmu::seg::canonical;
-use crate::cpu::state::{efer, msr, sreg};
+use crate::cpu::state::{apic_base, efer, msr, sreg};
 use crate::cpu::Cpu;
 
 impl Cpu {
@@ -16,7 +16,7 @@ impl Cpu {
         let s = &self.state;
         let m = &s.msr;
         Some(match n {
-            msr::TSC => s.tsc,
+            msr::TSC => self.tsc(),
             msr::APIC_BASE => m.apic_base,
             msr::SYSENTER_CS => m.sysenter_cs,
             msr::SYSENTER_ESP => m.sysenter_esp,
@@ -39,10 +39,21 @@ impl Cpu {
     /// Write MSR `n`; `false` if it does not exist or `v` is invalid for it.
     pub fn write_msr(&mut self, n: u32, v: u64) -> bool {
         let addr_ok = canonical(v);
+        if n == msr::TSC {
+            self.set_tsc(v);
+            return true;
+        }
         let s = &mut self.state;
         match n {
-            msr::TSC => s.tsc = v,
-            msr::APIC_BASE => s.msr.apic_base = v,
+            msr::APIC_BASE => {
+                // Base (kept, not moved: the APIC stays at 0xFEE00000), global enable (bit 11);
+                // BSP (bit 8) is read only; x2APIC (bit 10) is not offered, reserved bits #GP.
+                let valid = apic_base::BASE_MASK | apic_base::ENABLE | apic_base::BSP;
+                if v & !valid != 0 {
+                    return false;
+                }
+                s.msr.apic_base = (v & !apic_base::BSP) | (s.msr.apic_base & apic_base::BSP);
+            }
             msr::SYSENTER_CS => s.msr.sysenter_cs = v & 0xffff,
             msr::SYSENTER_ESP if addr_ok => s.msr.sysenter_esp = v,
             msr::SYSENTER_EIP if addr_ok => s.msr.sysenter_eip = v,

@@ -526,7 +526,7 @@ pub fn rdtsc(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     if cpu.state.cr4 & cr4::TSD != 0 && cpu.state.cpl() != 0 {
         return Err(gp(0));
     }
-    let t = cpu.state.tsc;
+    let t = cpu.tsc();
     cpu.state.gpr[0] = t & 0xffff_ffff;
     cpu.state.gpr[2] = t >> 32;
     if i.mnemonic() == Mnemonic::Rdtscp {

@@ -7,6 +7,7 @@
 //! fill from `vm-memory`; other physical pages go to the `IoHandler` as MMIO. Writes to a
 //! physical page holding translated code invalidate its blocks first (self-modifying code).
 
+mod atomic;
 pub mod seg;
 pub mod tlb;
 pub mod walk;
