@@ -11,6 +11,7 @@ pub mod boot;
 mod config;
 pub mod console;
 mod control;
+pub mod firmware;
 mod io;
 mod legacy_irq;
 pub mod memory;
@@ -22,7 +23,8 @@ use std::sync::Arc;
 use std::thread;
 
 pub use config::{
-    AccelKind, DebugExitConfig, KernelSource, MachineConfig, SerialConfig, TraceFlags,
+    AccelKind, CharBackend, DebugExitConfig, DebugconConfig, FirmwareChoice, KernelSource,
+    MachineConfig, SerialConfig, TraceFlags,
 };
 pub use control::{Control, Outcome};
 pub use io::MachineIo;
@@ -43,6 +45,9 @@ pub enum MachineError {
     /// The kernel, initrd or ACPI tables could not be loaded.
     #[error(transparent)]
     Boot(#[from] boot::BootError),
+    /// The firmware ROM or fw_cfg could not be set up.
+    #[error(transparent)]
+    Firmware(#[from] firmware::FirmwareError),
     /// A host file (serial output, log) could not be opened.
     #[error("{what} '{path}': {source}")]
     File {
@@ -74,9 +79,15 @@ fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
     let trace = trace::Trace::open(&config)?;
     let (image, initrd) = read_inputs(&config)?;
+    let rom = firmware::rom_image(&config)?;
     let host_console = pc::HostConsole::open(&config)?;
+    let inputs = Inputs {
+        image: &image,
+        initrd: initrd.as_deref(),
+        rom: rom.as_deref(),
+    };
     loop {
-        let outcome = run_once(&config, &image, initrd.as_deref(), &host_console, &trace)?;
+        let outcome = run_once(&config, &inputs, &host_console, &trace)?;
         match outcome {
             Outcome::Reset if !config.no_reboot => {
                 log::info!("guest reset: rebuilding the machine");
@@ -98,6 +109,7 @@ fn read_inputs(config: &MachineConfig) -> Result<(Vec<u8>, Option<Vec<u8>>), Mac
             source,
         })?,
         KernelSource::Embedded { image, .. } => image.to_vec(),
+        KernelSource::None => Vec::new(),
     };
     let initrd = config
         .initrd
@@ -120,30 +132,69 @@ fn open_accel(kind: AccelKind) -> Result<OpenedAccel, MachineError> {
     })
 }
 
+/// What every power cycle boots: the files, read once.
+struct Inputs<'a> {
+    /// The kernel image (empty with no kernel).
+    image: &'a [u8],
+    /// The initrd.
+    initrd: Option<&'a [u8]>,
+    /// The firmware ROM, if the boot CPU starts at the reset vector.
+    rom: Option<&'a [u8]>,
+}
+
 /// One power cycle: build everything, run until the first event that ends the run.
 fn run_once(
     config: &MachineConfig,
-    image: &[u8],
-    initrd: Option<&[u8]>,
+    inputs: &Inputs,
     host_console: &pc::HostConsole,
     trace: &Arc<trace::Trace>,
 ) -> Result<Outcome, MachineError> {
     let (accel, tcg) = open_accel(config.accel)?;
     let ram = Arc::new(memory::create_ram(config.ram_size)?);
     accel.map_ram(&ram)?;
-    let boot_cfg = boot::BootConfig {
-        cmdline: config.cmdline.clone(),
-        initrd: initrd.map(<[u8]>::to_vec),
-        ram_size: config.ram_size,
-        cpus: config.cpus,
+    let setup = if firmware::no_kernel(config) {
+        acpi::write_acpi_tables(&ram, config.cpus, config.ram_size)
+            .map_err(boot::BootError::from)?;
+        None
+    } else {
+        let boot_cfg = boot::BootConfig {
+            cmdline: config.cmdline.clone(),
+            initrd: inputs.initrd.map(<[u8]>::to_vec),
+            ram_size: config.ram_size,
+            cpus: config.cpus,
+        };
+        let setup = boot::load_kernel(&ram, inputs.image, &boot_cfg)?;
+        log::info!(
+            "kernel: {:?} entry at {:#x} in {}",
+            setup.method,
+            setup.entry,
+            setup.bsp.mode_name()
+        );
+        Some(setup)
     };
-    let setup = boot::load_kernel(&ram, image, &boot_cfg)?;
-    log::info!(
-        "booting via {:?} at {:#x} in {}",
-        setup.method,
-        setup.entry,
-        setup.bsp.mode_name()
-    );
+    let bsp_state = match (inputs.rom, &setup) {
+        (Some(rom), _) => {
+            log::info!(
+                "booting through firmware ({} KiB ROM) from the reset vector",
+                rom.len() >> 10
+            );
+            crate::accel::VcpuState::reset()
+        }
+        (None, Some(setup)) => setup.bsp.clone(),
+        (None, None) => {
+            return Err(MachineError::Failed(
+                "nothing to boot: no kernel and no firmware".into(),
+            ))
+        }
+    };
+    let fw_cfg = firmware::fw_cfg(
+        config,
+        (!firmware::no_kernel(config)).then_some(firmware::KernelInfo {
+            image: inputs.image,
+            initrd: inputs.initrd,
+            setup: setup.as_ref(),
+        }),
+    )?;
 
     let control = Control::new();
     let mut pio = crate::devices::Bus::new();
@@ -159,14 +210,11 @@ fn run_once(
     let chip = legacy
         .as_ref()
         .map_or_else(|| accel.irq_chip(), |l| l.chip());
-    let io = Arc::new(pc::build_devices(
-        config,
-        pio,
-        chip,
-        &control,
-        host_console,
-        trace,
-    )?);
+    let mut io = pc::build_devices(config, pio, chip, &control, host_console, trace, fw_cfg)?;
+    if let Some(rom) = inputs.rom {
+        firmware::map_rom(&ram, &mut io.mmio, rom)?;
+    }
+    let io = Arc::new(io);
     let stats = Arc::new(ExitStats::new(config.cpus));
     let ctx = VcpuContext {
         ram: ram.clone(),
@@ -178,7 +226,7 @@ fn run_once(
     for id in 0..config.cpus {
         let mut vcpu = accel.create_vcpu(id, ctx.clone())?;
         if id == 0 {
-            vcpu.set_state(&setup.bsp)?;
+            vcpu.set_state(&bsp_state)?;
         }
         control.add_kicker(vcpu.kicker());
         vcpus.push(vcpu);
