@@ -146,3 +146,36 @@ fn a_user_rom_runs_from_the_reset_vector_and_its_low_alias() {
     assert!(r.stderr.contains("multiple of 64 KiB"), "{}", r.stderr);
     let _ = std::fs::remove_file(path);
 }
+
+/// The Linux 64-bit handover, with memtest86+ (a bzImage-style kernel) when it is installed:
+/// the firmware hands over in long mode and the kernel keeps running (killed after 5 s; what
+/// memtest86+ itself does under tcg is `tests/memtest.rs`'s business).
+#[test]
+fn linux_64bit_handover() {
+    let memtest = Path::new("/boot/memtest86+x64.bin");
+    if !memtest.is_file() {
+        eprintln!("linux_64bit_handover: SKIPPED (/boot/memtest86+x64.bin missing)");
+        return;
+    }
+    let r = kemu(
+        &[
+            "-accel",
+            "tcg",
+            "-bios",
+            "kemu",
+            "-m",
+            "128",
+            "-kernel",
+            memtest.to_str().unwrap(),
+            "-append",
+            "console=ttyS0,115200",
+        ],
+        Duration::from_secs(5),
+    );
+    let (line, _) = split_firmware(&r.stdout, 1);
+    assert_eq!(
+        line,
+        "Linux kernel (64-bit boot protocol) at 0x00100200 in long mode"
+    );
+    assert_eq!(r.status, None, "kemu stopped: {}", r.stderr);
+}

