@@ -142,18 +142,15 @@ struct Inputs<'a> {
     rom: Option<&'a [u8]>,
 }
 
-/// One power cycle: build everything, run until the first event that ends the run.
-fn run_once(
+/// Puts the kernel (if any) and the ACPI tables in RAM; returns the boot CPU's first state (the
+/// reset vector with a ROM, the kernel's entry without) and the fw_cfg device describing it all.
+fn prepare_boot(
     config: &MachineConfig,
     inputs: &Inputs,
-    host_console: &pc::HostConsole,
-    trace: &Arc<trace::Trace>,
-) -> Result<Outcome, MachineError> {
-    let (accel, tcg) = open_accel(config.accel)?;
-    let ram = Arc::new(memory::create_ram(config.ram_size)?);
-    accel.map_ram(&ram)?;
+    ram: &crate::accel::GuestRam,
+) -> Result<(crate::accel::VcpuState, crate::devices::fw_cfg::FwCfg), MachineError> {
     let setup = if firmware::no_kernel(config) {
-        acpi::write_acpi_tables(&ram, config.cpus, config.ram_size)
+        acpi::write_acpi_tables(ram, config.cpus, config.ram_size)
             .map_err(boot::BootError::from)?;
         None
     } else {
@@ -163,7 +160,7 @@ fn run_once(
             ram_size: config.ram_size,
             cpus: config.cpus,
         };
-        let setup = boot::load_kernel(&ram, inputs.image, &boot_cfg)?;
+        let setup = boot::load_kernel(ram, inputs.image, &boot_cfg)?;
         log::info!(
             "kernel: {:?} entry at {:#x} in {}",
             setup.method,
@@ -195,6 +192,20 @@ fn run_once(
             setup: setup.as_ref(),
         }),
     )?;
+    Ok((bsp_state, fw_cfg))
+}
+
+/// One power cycle: build everything, run until the first event that ends the run.
+fn run_once(
+    config: &MachineConfig,
+    inputs: &Inputs,
+    host_console: &pc::HostConsole,
+    trace: &Arc<trace::Trace>,
+) -> Result<Outcome, MachineError> {
+    let (accel, tcg) = open_accel(config.accel)?;
+    let ram = Arc::new(memory::create_ram(config.ram_size)?);
+    accel.map_ram(&ram)?;
+    let (bsp_state, fw_cfg) = prepare_boot(config, inputs, &ram)?;
 
     let control = Control::new();
     let mut pio = crate::devices::Bus::new();
