@@ -1,6 +1,7 @@
-//! kemu's firmware and `-bios` under `-accel tcg`: the boot CPU starts at the reset vector
-//! (0xFFFFFFF0, real mode), the firmware prints each step on COM1 and hands over to the kernel
-//! the machine loaded; a user ROM runs from the same place.
+//! kemu's firmware and `-bios`, mostly under `-accel tcg` (under KVM where /dev/kvm exists):
+//! the boot CPU starts at the reset vector (0xFFFFFFF0, real mode), the firmware prints each
+//! step on COM1 and hands over to the kernel the machine loaded; a user ROM runs from the same
+//! place.
 
 mod common;
 
@@ -48,14 +49,23 @@ fn demo_boots_from_the_reset_vector() {
     assert_eq!(kernel, expected("demo"));
 }
 
-/// `-bios kemu` puts the firmware in front of a `-kernel` (flat and ELF32 multiboot).
+/// `-bios kemu` puts the firmware in front of a `-kernel` (flat and ELF32 multiboot), under
+/// tcg and, where /dev/kvm exists, under KVM (the ROM is a memory slot there).
 #[test]
 fn multiboot_kernels_through_the_firmware() {
-    for file in ["hello.bin", "hello.elf", "cpl3.bin"] {
+    let mut runs = vec![
+        ("tcg", "hello.bin"),
+        ("tcg", "hello.elf"),
+        ("tcg", "cpl3.bin"),
+    ];
+    if common::kvm_or_skip("multiboot_kernels_through_the_firmware under kvm") {
+        runs.extend([("kvm", "hello.bin"), ("kvm", "cpl3.bin")]);
+    }
+    for (accel, file) in runs {
         let r = kemu(
             &[
                 "-accel",
-                "tcg",
+                accel,
                 "-bios",
                 "kemu",
                 "-kernel",
@@ -66,10 +76,13 @@ fn multiboot_kernels_through_the_firmware() {
             Duration::from_secs(60),
         );
         let (line, kernel) = split_firmware(&r.stdout, 1);
-        assert!(line.starts_with("multiboot kernel at 0x"), "{file}: {line}");
+        assert!(
+            line.starts_with("multiboot kernel at 0x"),
+            "{accel} {file}: {line}"
+        );
         let name = file.split('.').next().unwrap_or(file);
-        assert_eq!(kernel, expected(name), "{file}: {}", r.stderr);
-        assert_eq!(r.status, Some(1), "{file}: {}", r.stderr);
+        assert_eq!(kernel, expected(name), "{accel} {file}: {}", r.stderr);
+        assert_eq!(r.status, Some(1), "{accel} {file}: {}", r.stderr);
     }
 }
 
@@ -123,18 +136,23 @@ fn a_user_rom_runs_from_the_reset_vector_and_its_low_alias() {
     rom[end - 8..end - 3].copy_from_slice(&[0xb0, 0x2a, 0xe6, 0xf4, 0xf4]);
     let path = temp("user.rom");
     std::fs::write(&path, &rom).unwrap();
-    let r = kemu(
-        &[
-            "-accel",
-            "tcg",
-            "-bios",
-            path.to_str().unwrap(),
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        ],
-        Duration::from_secs(30),
-    );
-    assert_eq!(r.status, Some(85), "{}", r.stderr);
+    for accel in ["tcg", "kvm"] {
+        if accel == "kvm" && !common::kvm_or_skip("user ROM under kvm") {
+            continue;
+        }
+        let r = kemu(
+            &[
+                "-accel",
+                accel,
+                "-bios",
+                path.to_str().unwrap(),
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ],
+            Duration::from_secs(30),
+        );
+        assert_eq!(r.status, Some(85), "{accel}: {}", r.stderr);
+    }
 
     // A ROM whose size is not a multiple of 64 KiB is refused, as QEMU refuses it.
     std::fs::write(&path, vec![0u8; 1000]).unwrap();

@@ -183,7 +183,12 @@ fn host_input_reaches_the_guest() {
 /// kernels use them; under tcg directly and through the firmware, under KVM where it exists.
 #[test]
 fn fw_cfg_debugcon_and_pc_testdev() {
-    for (accel, bios) in [("tcg", "none"), ("tcg", "kemu"), ("kvm", "none")] {
+    for (accel, bios) in [
+        ("tcg", "none"),
+        ("tcg", "kemu"),
+        ("kvm", "none"),
+        ("kvm", "kemu"),
+    ] {
         if accel == "kvm" && !kvm_or_skip("fwcfg_testdev") {
             continue;
         }

@@ -79,7 +79,7 @@ struct Args {
     /// Write traces to this file instead of stderr.
     #[arg(long = "D")]
     log_file: Option<PathBuf>,
-    /// Firmware ROM to start from the reset vector (tcg): FILE, `kemu` (built in), `none`.
+    /// Firmware ROM to start from the reset vector: FILE, `kemu` (built in), `none` (direct).
     #[arg(long)]
     bios: Option<String>,
     /// Character backend: stdio,id=X | file,id=X,path=P | null,id=X.

@@ -5,8 +5,9 @@
 //! in RAM ([`BootSetup`]) and the raw kernel/initrd bytes. It leaves as
 //! - a ROM image ([`rom_image`]): kemu's own firmware (`bios/kemu-bios.S`, embedded as
 //!   [`KEMU_BIOS`]) or the user's `-bios FILE`, or none for direct kernel boot;
-//! - the ROM on the MMIO bus at `4 GiB - size` (read-only: writes are ignored) and its last
-//!   128 KiB copied into RAM just below 1 MiB, as a PC's low alias ([`map_rom`]);
+//! - the ROM at `4 GiB - size` (under tcg a read-only device on the MMIO bus; under KVM a
+//!   memory slot of its own) and its last 128 KiB copied into RAM just below 1 MiB, as a PC's
+//!   low alias ([`map_rom`]);
 //! - the fw_cfg device's items ([`fw_cfg`]), among them the boot descriptor
 //!   [`BOOT_DESCRIPTOR_FILE`] that kemu's firmware hands over with ([`boot_descriptor`]).
 //!
@@ -84,9 +85,6 @@ pub enum FirmwareError {
         /// Its size.
         len: u64,
     },
-    /// Firmware asked for under an accelerator that cannot run it.
-    #[error("{0}")]
-    Accel(String),
     /// The kernel's entry state is one the descriptor cannot express.
     #[error("boot descriptor: {0}")]
     Descriptor(String),
@@ -128,12 +126,6 @@ pub fn rom_image(config: &MachineConfig) -> Result<Option<Vec<u8>>, FirmwareErro
             (path.display().to_string(), bytes)
         }
     };
-    if config.accel == AccelKind::Kvm {
-        return Err(FirmwareError::Accel(format!(
-            "firmware '{name}' needs -accel tcg: under KVM kemu maps no ROM memory slot yet \
-             (use direct kernel boot, the default under KVM)"
-        )));
-    }
     let len = bytes.len() as u64;
     if len == 0 || !len.is_multiple_of(ROM_ALIGN) || len > ROM_MAX {
         return Err(FirmwareError::Size { what: name, len });
@@ -141,16 +133,31 @@ pub fn rom_image(config: &MachineConfig) -> Result<Option<Vec<u8>>, FirmwareErro
     Ok(Some(bytes))
 }
 
-/// Map `rom` read-only on `mmio` at `4 GiB - len`, and copy its last 128 KiB (all of it if
-/// smaller) into RAM so that it ends at 1 MiB: the real-mode alias at 0xE0000/0xF0000. The
-/// copy is ordinary RAM (as after a BIOS has shadowed itself): guest writes there stick.
-pub fn map_rom(ram: &GuestRam, mmio: &mut Bus, rom: &[u8]) -> Result<(), FirmwareError> {
+/// Map `rom` at `4 GiB - len`, and copy its last 128 KiB (all of it if smaller) into RAM so
+/// that it ends at 1 MiB: the real-mode alias at 0xE0000/0xF0000. The copy is ordinary RAM (as
+/// after a BIOS has shadowed itself): guest writes there stick.
+///
+/// With `in_ram` false (tcg) the top copy is a read-only device on `mmio`: writes are ignored.
+/// With `in_ram` true (KVM) it goes into the memory slot [`super::memory::create_ram_with_rom`]
+/// made for it: kemu's KVM backend has no read-only slots yet, so writes there stick too.
+pub fn map_rom(
+    ram: &GuestRam,
+    mmio: &mut Bus,
+    rom: &[u8],
+    in_ram: bool,
+) -> Result<(), FirmwareError> {
     let len = rom.len() as u64;
-    mmio.insert(
-        std::sync::Arc::new(std::sync::Mutex::new(Rom::new(rom.to_vec()))),
-        ROM_END - len,
-        len,
-    )?;
+    let top = ROM_END - len;
+    if in_ram {
+        ram.write_slice(rom, GuestAddress(top))
+            .map_err(|source| FirmwareError::Ram { addr: top, source })?;
+    } else {
+        mmio.insert(
+            std::sync::Arc::new(std::sync::Mutex::new(Rom::new(rom.to_vec()))),
+            top,
+            len,
+        )?;
+    }
     let alias = len.min(LOW_ALIAS_MAX);
     let addr = LOW_ALIAS_END - alias;
     ram.write_slice(&rom[(len - alias) as usize..], GuestAddress(addr))
@@ -308,10 +315,7 @@ mod tests {
         assert!(rom_image(&kvm).unwrap().is_none());
         let mut kvm_bios = kvm.clone();
         kvm_bios.firmware = FirmwareChoice::Kemu;
-        assert!(rom_image(&kvm_bios)
-            .unwrap_err()
-            .to_string()
-            .contains("-accel tcg"));
+        assert!(rom_image(&kvm_bios).unwrap().is_some());
         let mut direct = tcg.clone();
         direct.firmware = FirmwareChoice::None;
         assert!(rom_image(&direct).unwrap().is_none());
@@ -347,7 +351,7 @@ mod tests {
         *rom.last_mut().unwrap() = 0x22;
         rom[(128 << 10) - 1] = 0x33;
         rom[128 << 10] = 0x44;
-        map_rom(&ram, &mut mmio, &rom).unwrap();
+        map_rom(&ram, &mut mmio, &rom, false).unwrap();
         let mut b = [0u8; 1];
         assert!(mmio.read(ROM_END - (256 << 10), &mut b));
         assert_eq!(b[0], 0x11);
@@ -361,6 +365,18 @@ mod tests {
         assert_eq!(ram.read_obj::<u8>(GuestAddress(0xe0000)).unwrap(), 0x44);
         assert_eq!(ram.read_obj::<u8>(GuestAddress(0xfffff)).unwrap(), 0x22);
         assert_eq!(ram.read_obj::<u8>(GuestAddress(0xdffff)).unwrap(), 0);
+
+        // The KVM way: a memory slot below 4 GiB holds the top copy.
+        let ram = crate::machine::memory::create_ram_with_rom(16 << 20, rom.len() as u64).unwrap();
+        let mut mmio = Bus::new();
+        map_rom(&ram, &mut mmio, &rom, true).unwrap();
+        assert_eq!(ram.read_obj::<u8>(GuestAddress(ROM_END - 1)).unwrap(), 0x22);
+        assert_eq!(
+            ram.read_obj::<u8>(GuestAddress(ROM_END - (256 << 10)))
+                .unwrap(),
+            0x11
+        );
+        assert!(!mmio.read(ROM_END - 1, &mut b));
     }
 
     #[test]

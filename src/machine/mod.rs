@@ -203,7 +203,13 @@ fn run_once(
     trace: &Arc<trace::Trace>,
 ) -> Result<Outcome, MachineError> {
     let (accel, tcg) = open_accel(config.accel)?;
-    let ram = Arc::new(memory::create_ram(config.ram_size)?);
+    // Under KVM the ROM is one more memory slot; the software CPU reads it as a device.
+    let rom_in_ram = config.accel == AccelKind::Kvm;
+    let rom_slot = match inputs.rom {
+        Some(rom) if rom_in_ram => rom.len() as u64,
+        _ => 0,
+    };
+    let ram = Arc::new(memory::create_ram_with_rom(config.ram_size, rom_slot)?);
     accel.map_ram(&ram)?;
     let (bsp_state, fw_cfg) = prepare_boot(config, inputs, &ram)?;
 
@@ -223,7 +229,7 @@ fn run_once(
         .map_or_else(|| accel.irq_chip(), |l| l.chip());
     let mut io = pc::build_devices(config, pio, chip, &control, host_console, trace, fw_cfg)?;
     if let Some(rom) = inputs.rom {
-        firmware::map_rom(&ram, &mut io.mmio, rom)?;
+        firmware::map_rom(&ram, &mut io.mmio, rom, rom_in_ram)?;
     }
     let io = Arc::new(io);
     let stats = Arc::new(ExitStats::new(config.cpus));
