@@ -6,6 +6,9 @@
 //! so a loader must take the addresses from the program headers. The build also writes
 //! `$OUT_DIR/guests/table.rs`, the `(name, bytes)` table `src/guests.rs` includes.
 //!
+//! It also assembles kemu's firmware, `bios/kemu-bios.S`, linked with `bios/rom.ld` into the
+//! 64 KiB ROM image `$OUT_DIR/bios/kemu-bios.bin` that `src/machine/firmware.rs` embeds.
+//!
 //! Needs `as`, `ld` and `objcopy` (Debian package `binutils`); a missing tool fails the build
 //! with a message naming it.
 
@@ -26,6 +29,8 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("guests");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=tests/guest-images");
+    println!("cargo:rerun-if-changed=bios");
+    build_bios(&manifest.join("bios"), &out_dir.with_file_name("bios"));
 
     if let Err(e) = fs::create_dir_all(&out_dir) {
         fail(&format!("cannot create {}: {e}", out_dir.display()));
@@ -110,6 +115,44 @@ fn main() {
     table.push_str("];\n");
     if let Err(e) = fs::write(out_dir.join("table.rs"), table) {
         fail(&format!("cannot write the guest table: {e}"));
+    }
+}
+
+/// The size of kemu's firmware ROM: the reset vector sits 16 bytes below its end.
+const BIOS_SIZE: u64 = 64 * 1024;
+
+/// Assembles `bios/kemu-bios.S` into the flat ROM image `out_dir/kemu-bios.bin`.
+fn build_bios(bios_dir: &Path, out_dir: &Path) {
+    if let Err(e) = fs::create_dir_all(out_dir) {
+        fail(&format!("cannot create {}: {e}", out_dir.display()));
+    }
+    let source = bios_dir.join("kemu-bios.S");
+    let elf = build_elf64(
+        &source,
+        bios_dir,
+        &bios_dir.join("rom.ld"),
+        out_dir,
+        "kemu-bios",
+        &[],
+    );
+    let bin = out_dir.join("kemu-bios.bin");
+    run(
+        "objcopy",
+        &[
+            os("-O"),
+            os("binary"),
+            elf.into_os_string(),
+            bin.clone().into_os_string(),
+        ],
+    );
+    match fs::metadata(&bin) {
+        Ok(m) if m.len() == BIOS_SIZE => {}
+        Ok(m) => fail(&format!(
+            "{} is {} bytes; the firmware ROM must be exactly {BIOS_SIZE}",
+            bin.display(),
+            m.len()
+        )),
+        Err(e) => fail(&format!("cannot stat {}: {e}", bin.display())),
     }
 }
 

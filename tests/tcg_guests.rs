@@ -233,4 +233,75 @@ fn halted_cpus_idle_and_wake_on_the_apic_timer() {
         "kemu used {cpu:?} of CPU for {:?} of mostly halted guest",
         run.elapsed
     );
+/// fw_cfg, isa-debugcon to a `-chardev file`, pc-testdev and isa-debug-exit, as QEMU's test
+/// kernels use them; under tcg directly and through the firmware, under KVM where it exists.
+#[test]
+fn fw_cfg_debugcon_and_pc_testdev() {
+    for (accel, bios) in [
+        ("tcg", "none"),
+        ("tcg", "kemu"),
+        ("kvm", "none"),
+        ("kvm", "kemu"),
+    ] {
+        if accel == "kvm" && !kvm_or_skip("fwcfg_testdev") {
+            continue;
+        }
+        let dbg = std::env::temp_dir().join(format!(
+            "kemu-debugcon-{}-{accel}-{bios}.txt",
+            std::process::id()
+        ));
+        let chardev = format!("file,id=dbg,path={}", dbg.display());
+        let r = kemu(
+            &[
+                "-accel",
+                accel,
+                "-bios",
+                bios,
+                "-m",
+                "128",
+                "-smp",
+                "2",
+                "-nodefaults",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none",
+                "-global",
+                "kvm-pit.lost_tick_policy=discard",
+                "-chardev",
+                &chardev,
+                "-device",
+                "isa-debugcon,iobase=0x402,chardev=dbg",
+                "-device",
+                "pc-testdev",
+                "-device",
+                "pci-testdev",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                "-kernel",
+                guest("fwcfg_testdev.bin").to_str().unwrap(),
+            ],
+            Duration::from_secs(60),
+        );
+        let out = match r.stdout.find("fwcfg_testdev:") {
+            Some(i) if bios == "kemu" => {
+                assert!(r.stdout.starts_with("kemu firmware: real mode"));
+                &r.stdout[i..]
+            }
+            _ => r.stdout.as_str(),
+        };
+        assert_eq!(
+            out,
+            common::expected("fwcfg_testdev"),
+            "{accel}/{bios}: {}",
+            r.stderr
+        );
+        assert_eq!(r.status, Some(1), "{accel}/{bios}: {}", r.stderr);
+        assert_eq!(
+            std::fs::read_to_string(&dbg).unwrap_or_default(),
+            "fwcfg_testdev: hello on isa-debugcon\n",
+            "{accel}/{bios}"
+        );
+        let _ = std::fs::remove_file(dbg);
+    }
 }

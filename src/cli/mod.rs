@@ -11,10 +11,13 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Parser;
 pub use qemu_args::{normalize, ArgError};
-pub use values::{parse_mem, parse_size, parse_smp, DeviceSpec, ValueError};
+pub use values::{parse_chardev, parse_mem, parse_size, parse_smp, DeviceSpec, ValueError};
 
 use crate::accel::kvm::KvmAccel;
-use crate::machine::{AccelKind, KernelSource, MachineConfig, SerialConfig};
+use crate::machine::{
+    AccelKind, CharBackend, DebugconConfig, FirmwareChoice, KernelSource, MachineConfig,
+    SerialConfig,
+};
 
 /// kemu: an x86-64 PC emulator (KVM or its own software CPU). Options use QEMU's spelling.
 #[derive(Debug, Parser)]
@@ -85,6 +88,21 @@ struct Args {
     /// Do not start the CPUs: wait for gdb's continue (needs -s or -gdb).
     #[arg(long = "S")]
     freeze: bool,
+    /// Firmware ROM to start from the reset vector: FILE, `kemu` (built in), `none` (direct).
+    #[arg(long)]
+    bios: Option<String>,
+    /// Character backend: stdio,id=X | file,id=X,path=P | null,id=X.
+    #[arg(long)]
+    chardev: Vec<String>,
+    /// Device property default DRIVER.PROP=VALUE (accepted, ignored with a warning).
+    #[arg(long)]
+    global: Vec<String>,
+    /// Monitor: only `none` (kemu has no monitor on the command line yet).
+    #[arg(long)]
+    monitor: Option<String>,
+    /// No default devices (no COM1 backend unless -serial is given).
+    #[arg(long)]
+    nodefaults: bool,
     /// Print help.
     #[arg(long, alias = "h")]
     help: bool,
@@ -190,13 +208,22 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
             );
         }
     }
+    let firmware = match a.bios.as_deref() {
+        None => FirmwareChoice::Auto,
+        Some("none") => FirmwareChoice::None,
+        Some("kemu") => FirmwareChoice::Kemu,
+        Some("") => bail!("-bios: no file given"),
+        Some(path) => FirmwareChoice::File(PathBuf::from(path)),
+    };
+    // No kernel: the demo guest, unless a ROM of the user's boots by itself.
+    let demo = demo || (a.kernel.is_none() && !matches!(firmware, FirmwareChoice::File(_)));
     let kernel = match &a.kernel {
         Some(p) => KernelSource::File(p.clone()),
-        None if demo => KernelSource::Embedded {
+        None if matches!(firmware, FirmwareChoice::File(_)) => KernelSource::None,
+        None => KernelSource::Embedded {
             name: "demo guest",
             image: crate::guests::demo(),
         },
-        None => bail!("no -kernel given (run kemu with no arguments for the demo guest)"),
     };
     // With no arguments at all, the demo runs on KVM where it can, else on our CPU.
     let accel = accel.unwrap_or(if demo && KvmAccel::available() {
@@ -221,11 +248,43 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
     }
     cfg.serial = match &a.serial {
         Some(s) => values::parse_serial(s)?,
+        None if a.nodefaults => SerialConfig::None,
         None => SerialConfig::Stdio,
     };
+    cfg.firmware = firmware;
+    let mut chardevs: Vec<(String, CharBackend)> = Vec::new();
+    for c in &a.chardev {
+        let (id, backend) = values::parse_chardev(c)?;
+        if chardevs.iter().any(|(i, _)| *i == id) {
+            bail!("-chardev {c}: duplicate id '{id}'");
+        }
+        chardevs.push((id, backend));
+    }
     for d in &a.device {
         match values::parse_device(d)? {
             DeviceSpec::DebugExit(de) => cfg.debug_exit = Some(de),
+            DeviceSpec::Debugcon { iobase, chardev } => {
+                let Some((_, backend)) = chardevs.iter().find(|(i, _)| *i == chardev) else {
+                    bail!("-device {d}: no -chardev with id '{chardev}'");
+                };
+                cfg.debugcon = Some(DebugconConfig {
+                    iobase,
+                    chardev: backend.clone(),
+                });
+            }
+            DeviceSpec::PcTestdev => cfg.pc_testdev = true,
+            DeviceSpec::PciTestdev => cfg.pci_testdev = true,
+        }
+    }
+    for g in &a.global {
+        if !g.contains('.') || !g.contains('=') {
+            bail!("-global {g}: expected DRIVER.PROPERTY=VALUE");
+        }
+        log::warn!("-global {g}: accepted and ignored (kemu has no such device property)");
+    }
+    if let Some(m) = &a.monitor {
+        if m != "none" {
+            bail!("-monitor {m}: only -monitor none is supported");
         }
     }
     if let Some(t) = &a.trace {
@@ -319,6 +378,46 @@ mod tests {
         assert_eq!(c.cmdline, "console=ttyS0");
         assert!(c.no_reboot);
         assert_eq!(c.debug_exit.unwrap().iobase, 0xf4);
+        assert_eq!(c.firmware, FirmwareChoice::Auto);
+    }
+
+    #[test]
+    fn firmware_test_devices_and_defaults() {
+        let c = cfg(&[
+            "-accel",
+            "tcg",
+            "-nodefaults",
+            "-bios",
+            "/x/rom.bin",
+            "-chardev",
+            "file,id=dbg,path=/tmp/dbg.log",
+            "-device",
+            "isa-debugcon,iobase=0xe9,chardev=dbg",
+            "-device",
+            "pc-testdev",
+            "-global",
+            "kvm-pit.lost_tick_policy=discard",
+            "-monitor",
+            "none",
+        ])
+        .unwrap();
+        assert_eq!(c.firmware, FirmwareChoice::File("/x/rom.bin".into()));
+        assert_eq!(c.kernel, KernelSource::None);
+        assert_eq!(c.serial, SerialConfig::None);
+        assert_eq!(
+            c.debugcon,
+            Some(DebugconConfig {
+                iobase: 0xe9,
+                chardev: CharBackend::File("/tmp/dbg.log".into())
+            })
+        );
+        assert!(c.pc_testdev && !c.pci_testdev);
+        // No kernel and no ROM of the user's: the demo, through our firmware under tcg.
+        let d = cfg(&["-accel", "tcg"]).unwrap();
+        assert!(matches!(d.kernel, KernelSource::Embedded { .. }));
+        assert_eq!(d.firmware, FirmwareChoice::Auto);
+        let n = cfg(&["-kernel", "k", "-bios", "none"]).unwrap();
+        assert_eq!(n.firmware, FirmwareChoice::None);
     }
 
     #[test]
@@ -328,7 +427,9 @@ mod tests {
             &["-kernel", "x", "-smp", "0"],
             &["-kernel", "x", "-accel", "hvf"],
             &["-kernel", "x", "-machine", "q35"],
-            &["-m", "64"],
+            &["-kernel", "x", "-monitor", "stdio"],
+            &["-kernel", "x", "-global", "nonsense"],
+            &["-kernel", "x", "-device", "isa-debugcon,chardev=nope"],
             &["-kernel", "x", "-display", "gtk"],
         ] {
             let e = cfg(args).unwrap_err();

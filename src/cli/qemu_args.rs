@@ -7,13 +7,14 @@ use std::ffi::OsString;
 /// Options that take a value, as QEMU spells them (without the dash).
 pub const VALUE_OPTIONS: &[&str] = &[
     "accel", "m", "smp", "kernel", "initrd", "append", "display", "serial", "device", "machine",
-    "M", "cpu", "d", "D", "gdb",
+    "M", "cpu", "d", "D", "gdb", "bios", "chardev", "global", "monitor",
 ];
 
 /// Options that are flags.
 pub const FLAG_OPTIONS: &[&str] = &[
     "nographic",
     "no-reboot",
+    "nodefaults",
     "enable-kvm",
     "help",
     "h",

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::machine::{DebugExitConfig, SerialConfig, TraceFlags};
+use crate::machine::{CharBackend, DebugExitConfig, SerialConfig, TraceFlags};
 
 /// A bad option value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -145,11 +145,58 @@ pub fn parse_serial(value: &str) -> Result<SerialConfig, ValueError> {
     }
 }
 
+/// `-chardev stdio,id=X`, `-chardev file,id=X,path=P`, `-chardev null,id=X`: (id, backend).
+pub fn parse_chardev(value: &str) -> Result<(String, CharBackend), ValueError> {
+    let (head, props) = split_props(value);
+    let mut id = None;
+    let mut path = None;
+    for (k, v) in props {
+        match k {
+            "id" => id = Some(v),
+            "path" => path = Some(v),
+            // Terminal and logging options that change nothing here.
+            "signal" | "mux" | "logfile" | "logappend" | "append" => {}
+            _ => return Err(bad("chardev", value, format!("unknown property '{k}'"))),
+        }
+    }
+    let id = id
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| bad("chardev", value, "an id=NAME is needed"))?;
+    let backend = match head {
+        Some("stdio") => CharBackend::Stdio,
+        Some("null") => CharBackend::Null,
+        Some("file") => CharBackend::File(PathBuf::from(
+            path.filter(|p| !p.is_empty())
+                .ok_or_else(|| bad("chardev", value, "file needs path=FILE"))?,
+        )),
+        Some(other) => {
+            return Err(bad(
+                "chardev",
+                value,
+                format!("unsupported backend '{other}' (supported: stdio, file, null)"),
+            ))
+        }
+        None => return Err(bad("chardev", value, "no backend given")),
+    };
+    Ok((id.to_string(), backend))
+}
+
 /// A `-device` kemu knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceSpec {
     /// `isa-debug-exit[,iobase=N][,iosize=N]`.
     DebugExit(DebugExitConfig),
+    /// `isa-debugcon[,iobase=N],chardev=ID`.
+    Debugcon {
+        /// The port.
+        iobase: u16,
+        /// The `-chardev` id it writes to.
+        chardev: String,
+    },
+    /// `pc-testdev`.
+    PcTestdev,
+    /// `pci-testdev`.
+    PciTestdev,
 }
 
 /// Parse one `-device` value.
@@ -185,10 +232,45 @@ pub fn parse_device(value: &str) -> Result<DeviceSpec, ValueError> {
             }
             Ok(DeviceSpec::DebugExit(cfg))
         }
+        Some("isa-debugcon") => {
+            let mut iobase = 0xe9u16;
+            let mut chardev = None;
+            for (k, v) in rest {
+                match k {
+                    "iobase" => {
+                        iobase = parse_int(v)
+                            .and_then(|n| u16::try_from(n).ok())
+                            .ok_or_else(|| bad("device", value, format!("'{v}' is not a port")))?
+                    }
+                    "chardev" => chardev = Some(v.to_string()),
+                    "readback" => {}
+                    _ => return Err(bad("device", value, format!("unknown property '{k}'"))),
+                }
+            }
+            let chardev =
+                chardev.ok_or_else(|| bad("device", value, "isa-debugcon needs chardev=ID"))?;
+            Ok(DeviceSpec::Debugcon { iobase, chardev })
+        }
+        Some(name @ ("pc-testdev" | "pci-testdev")) => {
+            if let Some((k, _)) = rest
+                .iter()
+                .find(|(k, _)| !matches!(*k, "id" | "addr" | "bus"))
+            {
+                return Err(bad("device", value, format!("unknown property '{k}'")));
+            }
+            Ok(if name == "pc-testdev" {
+                DeviceSpec::PcTestdev
+            } else {
+                DeviceSpec::PciTestdev
+            })
+        }
         Some(other) => Err(bad(
             "device",
             value,
-            format!("unsupported device '{other}' (supported: isa-debug-exit)"),
+            format!(
+                "unsupported device '{other}' (supported: isa-debug-exit, isa-debugcon, \
+                 pc-testdev, pci-testdev)"
+            ),
         )),
         None => Err(bad("device", value, "no device name given")),
     }
@@ -262,5 +344,41 @@ mod tests {
         );
         assert!(parse_serial("tcp::4444").is_err());
         assert!(parse_trace("exits,bogus").is_err());
+    }
+
+    #[test]
+    fn chardevs_and_test_devices() {
+        assert_eq!(
+            parse_chardev("file,id=dbg,path=/tmp/d.log").unwrap(),
+            ("dbg".into(), CharBackend::File("/tmp/d.log".into()))
+        );
+        assert_eq!(
+            parse_chardev("stdio,id=s0,signal=off").unwrap(),
+            ("s0".into(), CharBackend::Stdio)
+        );
+        assert!(parse_chardev("file,id=x").is_err());
+        assert!(parse_chardev("stdio").is_err());
+        assert!(parse_chardev("socket,id=x,path=/s").is_err());
+        assert_eq!(
+            parse_device("isa-debugcon,iobase=0x402,chardev=dbg").unwrap(),
+            DeviceSpec::Debugcon {
+                iobase: 0x402,
+                chardev: "dbg".into()
+            }
+        );
+        assert_eq!(
+            parse_device("isa-debugcon,chardev=d").unwrap(),
+            DeviceSpec::Debugcon {
+                iobase: 0xe9,
+                chardev: "d".into()
+            }
+        );
+        assert!(parse_device("isa-debugcon").is_err());
+        assert_eq!(parse_device("pc-testdev").unwrap(), DeviceSpec::PcTestdev);
+        assert_eq!(
+            parse_device("pci-testdev,addr=5").unwrap(),
+            DeviceSpec::PciTestdev
+        );
+        assert!(parse_device("pc-testdev,bogus=1").is_err());
     }
 }

@@ -11,17 +11,22 @@ pub mod bus;
 pub mod clock;
 pub mod cmos;
 pub mod debug_exit;
+pub mod debugcon;
+pub mod fw_cfg;
 pub mod i8042;
 pub mod ioapic;
 pub mod lapic;
 pub mod lapic_timer;
 #[cfg(test)]
 mod layout_tests;
+pub mod pc_testdev;
 pub mod pci_host;
+pub mod pci_testdev;
 pub mod pic;
 pub mod pit;
 pub mod port61;
 pub mod port80;
+pub mod rom;
 pub mod serial;
 
 pub use bus::{Bus, BusError};

@@ -33,6 +33,43 @@ pub enum KernelSource {
         /// Its bytes.
         image: &'static [u8],
     },
+    /// No kernel: the firmware boots by itself (`-bios FILE` without `-kernel`).
+    None,
+}
+
+/// What the boot CPU runs first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FirmwareChoice {
+    /// kemu's firmware under tcg, direct kernel boot under KVM (where PVM runs real mode only
+    /// slowly).
+    #[default]
+    Auto,
+    /// Direct kernel boot: the boot CPU starts at the kernel's entry (`-bios none`).
+    None,
+    /// kemu's own firmware (`bios/`), from the reset vector.
+    Kemu,
+    /// A user ROM (`-bios FILE`), from the reset vector.
+    File(PathBuf),
+}
+
+/// A character backend (`-chardev`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CharBackend {
+    /// The terminal (stdout).
+    Stdio,
+    /// A file, created (truncated) when the machine starts.
+    File(PathBuf),
+    /// Nowhere.
+    Null,
+}
+
+/// QEMU's isa-debugcon: bytes written to `iobase` go to `chardev`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugconConfig {
+    /// The port (QEMU's default 0xe9).
+    pub iobase: u16,
+    /// Where the bytes go.
+    pub chardev: CharBackend,
 }
 
 /// Where the guest's COM1 output goes and whence its input comes.
@@ -93,6 +130,14 @@ pub struct MachineConfig {
     pub gdb: Option<String>,
     /// `-S`: the vCPUs wait for the debugger's `continue` before the first instruction.
     pub gdb_wait: bool,
+    /// `-bios`: what the boot CPU runs first.
+    pub firmware: FirmwareChoice,
+    /// `-device isa-debugcon`, if configured.
+    pub debugcon: Option<DebugconConfig>,
+    /// `-device pc-testdev`.
+    pub pc_testdev: bool,
+    /// `-device pci-testdev`.
+    pub pci_testdev: bool,
 }
 
 impl MachineConfig {
@@ -112,6 +157,10 @@ impl MachineConfig {
             log_file: None,
             gdb: None,
             gdb_wait: false,
+            firmware: FirmwareChoice::Auto,
+            debugcon: None,
+            pc_testdev: false,
+            pci_testdev: false,
         }
     }
 }

@@ -214,11 +214,20 @@ pub fn check_ram_size(size: u64) -> Result<(), MemoryError> {
 
 /// Maps `size` bytes of zeroed guest RAM with the PC layout (low RAM, hole, high RAM).
 pub fn create_ram(size: u64) -> Result<GuestRam, MemoryError> {
+    create_ram_with_rom(size, 0)
+}
+
+/// Like [`create_ram`], plus (when `rom_len` > 0) a region of `rom_len` bytes ending at 4 GiB
+/// for a firmware ROM: how the ROM reaches KVM, as one more memory slot. The machine fills it;
+/// it is not RAM to the guest (e820 leaves it out).
+pub fn create_ram_with_rom(size: u64, rom_len: u64) -> Result<GuestRam, MemoryError> {
     check_ram_size(size)?;
+    let rom = (rom_len > 0).then(|| (GuestAddress(MMIO_HOLE_END - rom_len), rom_len as usize));
     let ranges: Vec<(GuestAddress, usize)> = ram_regions(size)
         .into_iter()
         // The cap (1 TiB) fits usize on the 64-bit hosts kemu runs on.
         .map(|(start, len)| (GuestAddress(start), len as usize))
+        .chain(rom)
         .collect();
     GuestRam::from_ranges(&ranges).map_err(|source| MemoryError::Map { size, source })
 }

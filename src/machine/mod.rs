@@ -12,6 +12,7 @@ pub mod boot;
 mod config;
 pub mod console;
 mod control;
+pub mod firmware;
 mod io;
 mod legacy_irq;
 pub mod memory;
@@ -24,7 +25,8 @@ use std::sync::Arc;
 use std::thread;
 
 pub use config::{
-    AccelKind, DebugExitConfig, KernelSource, MachineConfig, SerialConfig, TraceFlags,
+    AccelKind, CharBackend, DebugExitConfig, DebugconConfig, FirmwareChoice, KernelSource,
+    MachineConfig, SerialConfig, TraceFlags,
 };
 pub use control::{Control, Outcome};
 pub use io::MachineIo;
@@ -48,6 +50,9 @@ pub enum MachineError {
     /// The kernel, initrd or ACPI tables could not be loaded.
     #[error(transparent)]
     Boot(#[from] boot::BootError),
+    /// The firmware ROM or fw_cfg could not be set up.
+    #[error(transparent)]
+    Firmware(#[from] firmware::FirmwareError),
     /// A host file (serial output, log) could not be opened.
     #[error("{what} '{path}': {source}")]
     File {
@@ -105,16 +110,15 @@ pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
 fn run_cycles(config: &MachineConfig, debug: Option<&Arc<DebugHub>>) -> Result<i32, MachineError> {
     let trace = trace::Trace::open(config)?;
     let (image, initrd) = read_inputs(config)?;
+    let rom = firmware::rom_image(config)?;
     let host_console = pc::HostConsole::open(config)?;
+    let inputs = Inputs {
+        image: &image,
+        initrd: initrd.as_deref(),
+        rom: rom.as_deref(),
+    };
     loop {
-        let outcome = run_once(
-            config,
-            &image,
-            initrd.as_deref(),
-            &host_console,
-            &trace,
-            debug,
-        )?;
+        let outcome = run_once(config, &inputs, &host_console, &trace, debug)?;
         match outcome {
             Outcome::Reset if !config.no_reboot => {
                 log::info!("guest reset: rebuilding the machine");
@@ -136,6 +140,7 @@ fn read_inputs(config: &MachineConfig) -> Result<(Vec<u8>, Option<Vec<u8>>), Mac
             source,
         })?,
         KernelSource::Embedded { image, .. } => image.to_vec(),
+        KernelSource::None => Vec::new(),
     };
     let initrd = config
         .initrd
@@ -158,31 +163,87 @@ fn open_accel(kind: AccelKind) -> Result<OpenedAccel, MachineError> {
     })
 }
 
+/// What every power cycle boots: the files, read once.
+struct Inputs<'a> {
+    /// The kernel image (empty with no kernel).
+    image: &'a [u8],
+    /// The initrd.
+    initrd: Option<&'a [u8]>,
+    /// The firmware ROM, if the boot CPU starts at the reset vector.
+    rom: Option<&'a [u8]>,
+}
+
+/// Puts the kernel (if any) and the ACPI tables in RAM; returns the boot CPU's first state (the
+/// reset vector with a ROM, the kernel's entry without) and the fw_cfg device describing it all.
+fn prepare_boot(
+    config: &MachineConfig,
+    inputs: &Inputs,
+    ram: &crate::accel::GuestRam,
+) -> Result<(crate::accel::VcpuState, crate::devices::fw_cfg::FwCfg), MachineError> {
+    let setup = if firmware::no_kernel(config) {
+        acpi::write_acpi_tables(ram, config.cpus, config.ram_size)
+            .map_err(boot::BootError::from)?;
+        None
+    } else {
+        let boot_cfg = boot::BootConfig {
+            cmdline: config.cmdline.clone(),
+            initrd: inputs.initrd.map(<[u8]>::to_vec),
+            ram_size: config.ram_size,
+            cpus: config.cpus,
+        };
+        let setup = boot::load_kernel(ram, inputs.image, &boot_cfg)?;
+        log::info!(
+            "kernel: {:?} entry at {:#x} in {}",
+            setup.method,
+            setup.entry,
+            setup.bsp.mode_name()
+        );
+        Some(setup)
+    };
+    let bsp_state = match (inputs.rom, &setup) {
+        (Some(rom), _) => {
+            log::info!(
+                "booting through firmware ({} KiB ROM) from the reset vector",
+                rom.len() >> 10
+            );
+            crate::accel::VcpuState::reset()
+        }
+        (None, Some(setup)) => setup.bsp.clone(),
+        (None, None) => {
+            return Err(MachineError::Failed(
+                "nothing to boot: no kernel and no firmware".into(),
+            ))
+        }
+    };
+    let fw_cfg = firmware::fw_cfg(
+        config,
+        (!firmware::no_kernel(config)).then_some(firmware::KernelInfo {
+            image: inputs.image,
+            initrd: inputs.initrd,
+            setup: setup.as_ref(),
+        }),
+    )?;
+    Ok((bsp_state, fw_cfg))
+}
+
 /// One power cycle: build everything, run until the first event that ends the run.
 fn run_once(
     config: &MachineConfig,
-    image: &[u8],
-    initrd: Option<&[u8]>,
+    inputs: &Inputs,
     host_console: &pc::HostConsole,
     trace: &Arc<trace::Trace>,
     debug: Option<&Arc<DebugHub>>,
 ) -> Result<Outcome, MachineError> {
     let (accel, tcg) = open_accel(config.accel)?;
-    let ram = Arc::new(memory::create_ram(config.ram_size)?);
-    accel.map_ram(&ram)?;
-    let boot_cfg = boot::BootConfig {
-        cmdline: config.cmdline.clone(),
-        initrd: initrd.map(<[u8]>::to_vec),
-        ram_size: config.ram_size,
-        cpus: config.cpus,
+    // Under KVM the ROM is one more memory slot; the software CPU reads it as a device.
+    let rom_in_ram = config.accel == AccelKind::Kvm;
+    let rom_slot = match inputs.rom {
+        Some(rom) if rom_in_ram => rom.len() as u64,
+        _ => 0,
     };
-    let setup = boot::load_kernel(&ram, image, &boot_cfg)?;
-    log::info!(
-        "booting via {:?} at {:#x} in {}",
-        setup.method,
-        setup.entry,
-        setup.bsp.mode_name()
-    );
+    let ram = Arc::new(memory::create_ram_with_rom(config.ram_size, rom_slot)?);
+    accel.map_ram(&ram)?;
+    let (bsp_state, fw_cfg) = prepare_boot(config, inputs, &ram)?;
 
     let control = Control::new();
     // One clock for the machine: PIT, APIC timers, ACPI PM timer and the software CPU's TSC.
@@ -219,12 +280,16 @@ fn run_once(
         &control,
         host_console,
         trace,
+        fw_cfg,
     )?;
     if let Some((_, apics)) = &soft_irq {
         io.mmio
             .insert(apics.ioapic(), IOAPIC_BASE, IOAPIC_LEN)
             .map_err(pc::bus_err)?;
         io.lapics = Some(apics.clone());
+    }
+    if let Some(rom) = inputs.rom {
+        firmware::map_rom(&ram, &mut io.mmio, rom, rom_in_ram)?;
     }
     let io = Arc::new(io);
     let stats = Arc::new(ExitStats::new(config.cpus));
@@ -238,7 +303,7 @@ fn run_once(
     for id in 0..config.cpus {
         let mut vcpu = accel.create_vcpu(id, ctx.clone())?;
         if id == 0 {
-            vcpu.set_state(&setup.bsp)?;
+            vcpu.set_state(&bsp_state)?;
         }
         control.add_kicker(vcpu.kicker());
         vcpus.push(vcpu);

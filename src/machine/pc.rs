@@ -10,6 +10,11 @@
 //! | ACPI PM block   | 0x600-0x60f      | 9 (SCI)   |
 //! | PCI host + 0xCF9| 0xcf8-0xcff      | -         |
 //! | isa-debug-exit  | `-device` iobase | -         |
+//! | fw_cfg          | 0x510-0x511      | -         |
+//! | isa-debugcon    | `-device` iobase (0xe9) | -  |
+//! | pc-testdev      | 0xe0-0xeb, 0x2000-0x2017, MMIO 0xff000000 | lines 0-23 |
+//! | pci-testdev     | PCI 00:NN.0, BAR0 MMIO 0xfebf0000, BAR1 ports 0xc000-0xc0ff | - |
+//! | firmware ROM    | MMIO 4 GiB - size (`machine::firmware`) | - |
 //!
 //! The PIC (0x20, 0xa0, ELCR 0x4d0), the PIT (0x40-0x43), port 0x61, the IOAPIC (MMIO
 //! 0xFEC00000) and the local APICs (0xFEE00000) are KVM's in-kernel devices under KVM and ours
@@ -17,7 +22,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::config::{MachineConfig, SerialConfig};
+use super::config::{CharBackend, MachineConfig, SerialConfig};
 use super::console::{self, ConsoleError, ConsoleOutput, RawTerminal};
 use super::control::{Control, Outcome};
 use super::io::MachineIo;
@@ -28,8 +33,18 @@ use crate::devices::acpi_pm::{AcpiPm, PM_BASE, PM_LEN, SCI_IRQ};
 use crate::devices::clock::Clock;
 use crate::devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN, RTC_IRQ};
 use crate::devices::debug_exit::DebugExit;
+use crate::devices::debugcon::Debugcon;
+use crate::devices::fw_cfg::{FwCfg, FW_CFG_LEN, FW_CFG_PORT_SEL};
 use crate::devices::i8042::{self, I8042};
+use crate::devices::pc_testdev::{
+    TestdevIrq, TestdevMem, TestdevPorts, TESTDEV_IOMEM_BASE, TESTDEV_IOMEM_LEN, TESTDEV_IRQ_BASE,
+    TESTDEV_IRQ_LINES, TESTDEV_PORT_BASE, TESTDEV_PORT_LEN,
+};
 use crate::devices::pci_host::{PciHost, PCI_HOST_BASE, PCI_HOST_LEN};
+use crate::devices::pci_testdev::{
+    PciTestdev, PCI_TESTDEV_MMIO_BASE, PCI_TESTDEV_MMIO_LEN, PCI_TESTDEV_PORT_BASE,
+    PCI_TESTDEV_PORT_LEN,
+};
 use crate::devices::port80::{Port80, PORT80_BASE, PORT80_LEN};
 use crate::devices::serial::{Serial, COM1_BASE, COM1_IRQ, COM1_LEN};
 use crate::devices::{Bus, BusError, IrqLine, SystemEvents};
@@ -43,6 +58,10 @@ pub struct HostConsole {
     config: SerialConfig,
     /// For `file:`: one file for the whole run, so a reset does not truncate it.
     file: Option<std::fs::File>,
+    /// The isa-debugcon's chardev: where its bytes go, opened once like `file`.
+    debugcon: Option<CharBackend>,
+    /// For a debugcon `-chardev file`: the file.
+    debugcon_file: Option<std::fs::File>,
     /// COM1 of the current power cycle and the input it has not taken yet.
     inbox: Arc<Mutex<Inbox>>,
     /// The control block of the current power cycle, for Ctrl-A X.
@@ -65,6 +84,17 @@ impl HostConsole {
                 )?),
                 _ => None,
             };
+        let debugcon = config.debugcon.as_ref().map(|d| d.chardev.clone());
+        let debugcon_file = match &debugcon {
+            Some(CharBackend::File(path)) => Some(std::fs::File::create(path).map_err(
+                |source| MachineError::File {
+                    what: "cannot create chardev file",
+                    path: path.clone(),
+                    source,
+                },
+            )?),
+            _ => None,
+        };
         let inbox: Arc<Mutex<Inbox>> = Arc::default();
         let control: Arc<Mutex<Option<Arc<Control>>>> = Arc::default();
         let mut raw = None;
@@ -85,6 +115,8 @@ impl HostConsole {
         Ok(HostConsole {
             config: config.serial.clone(),
             file,
+            debugcon,
+            debugcon_file,
             inbox,
             control,
             _raw: raw,
@@ -104,6 +136,22 @@ impl HostConsole {
             }
             (other, _) => ConsoleOutput::open(other)
                 .map_err(|e| MachineError::Failed(format!("serial console: {e}"))),
+        }
+    }
+
+    /// Where the isa-debugcon writes (a clone of the file opened at start).
+    fn debugcon_output(&self) -> Result<ConsoleOutput, MachineError> {
+        match (&self.debugcon, &self.debugcon_file) {
+            (Some(CharBackend::File(path)), Some(f)) => f
+                .try_clone()
+                .map(ConsoleOutput::File)
+                .map_err(|source| MachineError::File {
+                    what: "chardev file",
+                    path: path.clone(),
+                    source,
+                }),
+            (Some(CharBackend::Stdio), _) => Ok(ConsoleOutput::Stdout(std::io::stdout())),
+            _ => Ok(ConsoleOutput::Null),
         }
     }
 
@@ -174,7 +222,8 @@ pub fn bus_err(e: BusError) -> MachineError {
 }
 
 /// Build the PC's devices on `pio` (which may already hold the interrupt controllers) with
-/// their interrupt lines on `chip` and their time from the machine's `clock`.
+/// their interrupt lines on `chip`, their time from the machine's `clock`; `fw_cfg` is the
+/// filled fw_cfg device.
 pub fn build_devices(
     config: &MachineConfig,
     mut pio: Bus,
@@ -183,7 +232,9 @@ pub fn build_devices(
     control: &Arc<Control>,
     console: &HostConsole,
     trace: &Arc<Trace>,
+    fw_cfg: FwCfg,
 ) -> Result<MachineIo, MachineError> {
+    let mut mmio = Bus::new();
     let events: Arc<dyn SystemEvents> = control.clone();
 
     let com1 = Arc::new(Mutex::new(Com1::new(
@@ -231,7 +282,10 @@ pub fn build_devices(
     pio.insert(Arc::new(Mutex::new(pm)), u64::from(PM_BASE), PM_LEN)
         .map_err(bus_err)?;
 
-    let pci = PciHost::new(events.clone());
+    let mut pci = PciHost::new(events.clone());
+    if config.pci_testdev {
+        add_pci_testdev(&mut pci, &mut pio, &mut mmio)?;
+    }
     pio.insert(
         Arc::new(Mutex::new(pci)),
         u64::from(PCI_HOST_BASE),
@@ -248,9 +302,90 @@ pub fn build_devices(
         .map_err(bus_err)?;
     }
 
+    pio.insert(
+        Arc::new(Mutex::new(fw_cfg)),
+        u64::from(FW_CFG_PORT_SEL),
+        FW_CFG_LEN,
+    )
+    .map_err(bus_err)?;
+
+    if config.pc_testdev {
+        add_pc_testdev(&mut pio, &mut mmio, &chip)?;
+    }
+
+    if let Some(dc) = &config.debugcon {
+        let port = u64::from(dc.iobase);
+        let testdev_ports =
+            u64::from(TESTDEV_PORT_BASE)..u64::from(TESTDEV_PORT_BASE) + TESTDEV_PORT_LEN;
+        if config.pc_testdev && testdev_ports.contains(&port) {
+            // QEMU behaves the same: pc-testdev's ports hide the console (0xe9 is in 0xe8..0xeb).
+            log::warn!(
+                "isa-debugcon at {port:#x} is hidden by pc-testdev's ports 0xe0-0xeb; \
+                 use another iobase (e.g. 0x402)"
+            );
+        } else {
+            let dev = Debugcon::new(console.debugcon_output()?);
+            pio.insert(Arc::new(Mutex::new(dev)), port, 1)
+                .map_err(bus_err)?;
+        }
+    }
+
     Ok(MachineIo {
         pio,
-        mmio: Bus::new(),
+        mmio,
         lapics: None,
     })
+}
+
+/// QEMU's pci-testdev in the first free slot, its BARs at the addresses it reports.
+fn add_pci_testdev(pci: &mut PciHost, pio: &mut Bus, mmio: &mut Bus) -> Result<(), MachineError> {
+    let dev = PciTestdev::new();
+    pio.insert(
+        Arc::new(Mutex::new(dev.bar(true))),
+        u64::from(PCI_TESTDEV_PORT_BASE),
+        PCI_TESTDEV_PORT_LEN,
+    )
+    .map_err(bus_err)?;
+    mmio.insert(
+        Arc::new(Mutex::new(dev.bar(false))),
+        PCI_TESTDEV_MMIO_BASE,
+        PCI_TESTDEV_MMIO_LEN,
+    )
+    .map_err(bus_err)?;
+    let pci_err =
+        |e: crate::devices::pci_host::PciError| MachineError::Failed(format!("pci-testdev: {e}"));
+    let slot = pci.free_slot().map_err(pci_err)?;
+    pci.add_device(slot, 0, Arc::new(Mutex::new(dev)))
+        .map_err(pci_err)?;
+    Ok(())
+}
+
+/// QEMU's pc-testdev: its ports, its IRQ-line ports (lines 0..23) and its MMIO window.
+fn add_pc_testdev(
+    pio: &mut Bus,
+    mmio: &mut Bus,
+    chip: &Arc<dyn IrqChip>,
+) -> Result<(), MachineError> {
+    pio.insert(
+        Arc::new(Mutex::new(TestdevPorts::new())),
+        u64::from(TESTDEV_PORT_BASE),
+        TESTDEV_PORT_LEN,
+    )
+    .map_err(bus_err)?;
+    let lines = (0..TESTDEV_IRQ_LINES as u32)
+        .map(|g| line(chip, g))
+        .collect();
+    pio.insert(
+        Arc::new(Mutex::new(TestdevIrq::new(lines))),
+        u64::from(TESTDEV_IRQ_BASE),
+        TESTDEV_IRQ_LINES,
+    )
+    .map_err(bus_err)?;
+    mmio.insert(
+        Arc::new(Mutex::new(TestdevMem::new())),
+        TESTDEV_IOMEM_BASE,
+        TESTDEV_IOMEM_LEN,
+    )
+    .map_err(bus_err)?;
+    Ok(())
 }
