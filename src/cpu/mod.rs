@@ -8,7 +8,7 @@
 //!
 //! Layout: `state`/`flags` (registers), `mmu/` (segmentation, paging, TLB), `decode/` (block
 //! cache, handler table), `exec/` (semantics by instruction family), `exception`/`interrupt`
-//! (event delivery), `descriptor` (GDT/LDT/TSS), `run` (the block loop).
+//! (event delivery), `descriptor` (GDT/LDT/TSS), `run` (the block loop), `trace` (`-d` hooks).
 
 pub mod decode;
 pub mod descriptor;
@@ -21,6 +21,7 @@ pub mod interrupt;
 pub mod mmu;
 pub mod run;
 pub mod state;
+pub mod trace;
 
 #[cfg(test)]
 mod tests;
@@ -66,6 +67,8 @@ pub struct Cpu {
     pub cpu_count: usize,
     /// Bumped by whoever writes guest RAM behind the CPU's back (see [`Cpu::code_epoch`]).
     pub(crate) code_epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// `-d in_asm,int,cpu`: what to trace and where (see [`trace`]).
+    pub(crate) trace: trace::Tracer,
 }
 
 impl Cpu {
@@ -96,6 +99,7 @@ impl Cpu {
             last_unimplemented: None,
             cpu_count: 1,
             code_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            trace: trace::Tracer::default(),
         }
     }
 

@@ -15,6 +15,7 @@ mod io;
 mod legacy_irq;
 pub mod memory;
 mod pc;
+pub mod stats_file;
 mod trace;
 mod vcpu_loop;
 
@@ -73,6 +74,10 @@ fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Build and run the machine described by `config`; returns the process exit status.
 pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
     let trace = trace::Trace::open(&config)?;
+    if config.trace.needs_tcg() && config.accel == AccelKind::Kvm {
+        // As QEMU: these look inside the software CPU, which KVM does not use.
+        eprintln!("kemu: note: -d in_asm,int,cpu trace the software CPU and need -accel tcg; under kvm only exits and stages are traced");
+    }
     let (image, initrd) = read_inputs(&config)?;
     let host_console = pc::HostConsole::open(&config)?;
     loop {
@@ -128,6 +133,7 @@ fn run_once(
     host_console: &pc::HostConsole,
     trace: &Arc<trace::Trace>,
 ) -> Result<Outcome, MachineError> {
+    let started = std::time::Instant::now();
     let (accel, tcg) = open_accel(config.accel)?;
     let ram = Arc::new(memory::create_ram(config.ram_size)?);
     accel.map_ram(&ram)?;
@@ -167,7 +173,23 @@ fn run_once(
         host_console,
         trace,
     )?);
-    let stats = Arc::new(ExitStats::new(config.cpus));
+    if let Some(tcg) = &tcg {
+        let t = config.trace;
+        let mask = crate::cpu::trace::TraceMask {
+            in_asm: t.in_asm,
+            int: t.int,
+            cpu: t.cpu,
+        };
+        if mask.any() {
+            tcg.set_trace(mask, trace.clone());
+        }
+    }
+    let stats = Arc::new(if config.trace.exits {
+        let trace = trace.clone();
+        ExitStats::with_observer(config.cpus, Box::new(move |v, r| trace.exit(v, r)))
+    } else {
+        ExitStats::new(config.cpus)
+    });
     let ctx = VcpuContext {
         ram: ram.clone(),
         io: io.clone(),
@@ -188,7 +210,10 @@ fn run_once(
         let control = control.clone();
         let handle = thread::Builder::new()
             .name(format!("vcpu{id}"))
-            .spawn(move || vcpu_loop::run_vcpu(vcpu, control))
+            .spawn(move || {
+                vcpu_loop::run_vcpu(vcpu, control);
+                stats_file::CpuTime::this_thread()
+            })
             .map_err(MachineError::Thread)?;
         threads.push(handle);
     }
@@ -200,10 +225,20 @@ fn run_once(
     if let Some(t) = ticker {
         let _ = t.join();
     }
+    let mut vcpu_time = stats_file::CpuTime::default();
     for t in threads {
-        if t.join().is_err() {
-            control.finish(Outcome::Failed("a vCPU thread panicked".into()));
+        match t.join() {
+            Ok(time) => vcpu_time = vcpu_time + time,
+            Err(_) => control.finish(Outcome::Failed("a vCPU thread panicked".into())),
         }
+    }
+    if let Some(path) = &config.stats_file {
+        let run = stats_file::RunStats::gather(accel.name(), &stats, started.elapsed(), vcpu_time);
+        std::fs::write(path, run.to_text()).map_err(|source| MachineError::File {
+            what: "cannot write the stats file",
+            path: path.clone(),
+            source,
+        })?;
     }
     if config.trace.exits {
         trace.write(&format!(

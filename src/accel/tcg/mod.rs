@@ -15,6 +15,7 @@ use super::{
     Vcpu, VcpuContext, VcpuExit, VcpuState,
 };
 use crate::cpu::state::CpuState;
+use crate::cpu::trace::{TraceMask, TraceSink};
 use crate::cpu::{Cpu, CpuExit};
 
 /// The software-CPU accelerator.
@@ -24,6 +25,8 @@ pub struct Tcg {
     irq: Arc<TcgIrqChip>,
     /// The machine's interrupt controller: its INTR goes to vCPU 0 (virtual wire).
     interrupts: Mutex<Option<Arc<dyn InterruptSource>>>,
+    /// `-d in_asm,int,cpu`: what every vCPU traces, and where.
+    trace: Mutex<Option<(TraceMask, Arc<dyn TraceSink>)>>,
 }
 
 impl Tcg {
@@ -37,6 +40,13 @@ impl Tcg {
     pub fn set_interrupt_source(&self, source: Arc<dyn InterruptSource>) {
         if let Ok(mut slot) = self.interrupts.lock() {
             *slot = Some(source);
+        }
+    }
+
+    /// Make every vCPU created from now on trace what `mask` asks for into `sink`.
+    pub fn set_trace(&self, mask: TraceMask, sink: Arc<dyn TraceSink>) {
+        if let Ok(mut slot) = self.trace.lock() {
+            *slot = Some((mask, sink));
         }
     }
 
@@ -106,6 +116,9 @@ impl Accelerator for Tcg {
         let mut vcpu = TcgVcpu::new(id, ctx);
         if id == 0 {
             vcpu.interrupts = self.interrupts.lock().ok().and_then(|s| s.clone());
+        }
+        if let Some((mask, sink)) = self.trace.lock().ok().and_then(|s| s.clone()) {
+            vcpu.cpu.set_trace(mask, Some(sink));
         }
         Ok(Box::new(vcpu))
     }
