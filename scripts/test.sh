@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh: kemu's whole test suite, as CI runs it (.ci/run) on a fresh machine.
 #   1. installs what the tests need from Debian after an apt-get update: binutils for the test
-#      guests, qemu-utils as the disk-image peer (the Linux guest script installs cpio/xz);
+#      guests, qemu-utils as the disk-image peer, libxml2-utils (xmllint) for kemu bench's SVG
+#      (the Linux guest script installs cpio/xz);
 #   2. assembles the real Linux test guest from Debian's packages (cached in build/linux-guest);
 #   3. checks formatting and lints, then runs every unit and integration test.
 # KVM tests run when /dev/kvm exists and print "SKIPPED (no /dev/kvm)" otherwise.
@@ -14,6 +15,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 need=()
 command -v as >/dev/null && command -v ld >/dev/null && command -v objcopy >/dev/null || need+=(binutils)
 command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || need+=(qemu-utils)
+command -v xmllint >/dev/null || need+=(libxml2-utils)  # checks kemu bench's SVG
 if [ ! -s build/linux-guest/vmlinux ] || [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: apt-get update" >&2
     as_root apt-get update -q >/dev/null
