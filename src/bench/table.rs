@@ -57,7 +57,7 @@ pub fn summarise(accels: &[AccelKind], samples: &[Sample]) -> Summary {
         usize,
         fn(&Sample) -> Option<f64>,
     );
-    let metrics: [Metric; 7] = [
+    let metrics: [Metric; 8] = [
         ("wall-ms", "wall time of the kemu process", 1, |s| {
             Some(s.wall.as_secs_f64() * 1e3)
         }),
@@ -85,6 +85,15 @@ pub fn summarise(accels: &[AccelKind], samples: &[Sample]) -> Summary {
             2,
             |s| {
                 let t = secs(s.stats.run_ns);
+                (s.stats.instructions > 0 && t > 0.0).then(|| s.stats.instructions as f64 / t / 1e6)
+            },
+        ),
+        (
+            "MIPS-vcpu",
+            "million instructions per vCPU CPU second",
+            2,
+            |s| {
+                let t = (s.stats.vcpu_user_us + s.stats.vcpu_sys_us) as f64 / 1e6;
                 (s.stats.instructions > 0 && t > 0.0).then(|| s.stats.instructions as f64 / t / 1e6)
             },
         ),
@@ -252,7 +261,8 @@ mod tests {
             l.split_whitespace().map(String::from).collect()
         };
         assert_eq!(row("wall-ms"), ["wall-ms", "20.0", "40.0", "0.500"]);
-        assert_eq!(row("MIPS"), ["MIPS", "-", "50.00", "-"]);
+        assert_eq!(row("MIPS "), ["MIPS", "-", "50.00", "-"]);
+        assert_eq!(row("MIPS-vcpu"), ["MIPS-vcpu", "-", "50.00", "-"]);
         assert_eq!(row("exit:io-out"), ["exit:io-out", "100", "100", "1.000"]);
         assert!(!t.contains("exit:mmio-read"), "{t}");
     }
