@@ -82,9 +82,14 @@ pub fn run_once(spec: &RunSpec<'_>, accel: AccelKind) -> Result<Sample, BenchErr
     let mut status = 0;
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `status` and `ru` are valid, writable locals for the duration of the call; the
-    // pid is our own unreaped child.
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let reaped = loop {
+        // SAFETY: `status` and `ru` are valid, writable locals for the duration of the call;
+        // the pid is our own unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r != -1 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break r;
+        }
+    };
     let wall = start.elapsed();
     drop(done);
     let timed_out = watchdog.join().unwrap_or(false);
