@@ -115,7 +115,8 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<table::Summ
             let s = run::run_once(&spec, accel)?;
             let _ = writeln!(
                 progress,
-                "kemu bench: run {round}/{} {:<3}: wall {:8.1} ms, vCPU {:8.1} ms, {} exits, {} instructions, status {}",
+                "kemu bench: run {round}/{} {:<3}: wall {:8.1} ms, vCPU {:8.1} ms, {} exits, \
+                 {} instructions, status {}",
                 config.runs,
                 accel.name(),
                 s.wall.as_secs_f64() * 1e3,

@@ -76,7 +76,10 @@ pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
     let trace = trace::Trace::open(&config)?;
     if config.trace.needs_tcg() && config.accel == AccelKind::Kvm {
         // As QEMU: these look inside the software CPU, which KVM does not use.
-        eprintln!("kemu: note: -d in_asm,int,cpu trace the software CPU and need -accel tcg; under kvm only exits and stages are traced");
+        eprintln!(
+            "kemu: note: -d in_asm,int,cpu trace the software CPU and need -accel tcg; \
+             under kvm only exits and stages are traced"
+        );
     }
     let (image, initrd) = read_inputs(&config)?;
     let host_console = pc::HostConsole::open(&config)?;
