@@ -2,8 +2,8 @@
 # scripts/test.sh: kemu's whole test suite, as CI runs it (.ci/run) on a fresh machine.
 #   1. installs what the tests need from Debian after an apt-get update: binutils for the test
 #      guests, qemu-utils as the disk-image peer, gdb for the gdbstub tests, memtest86+
-#      (/boot/memtest86+x64.bin, booted by tests/memtest.rs) (the Linux guest script installs
-#      cpio/xz);
+#      (/boot/memtest86+x64.bin, booted by tests/memtest.rs), libxml2-utils (xmllint) for kemu
+#      bench's SVG (the Linux guest script installs cpio/xz);
 #   2. assembles the real Linux test guest from Debian's packages (cached in build/linux-guest);
 #   3. checks formatting and lints, then runs every unit and integration test.
 # KVM tests run when /dev/kvm exists and print "SKIPPED (no /dev/kvm)" otherwise.
@@ -18,6 +18,7 @@ command -v as >/dev/null && command -v ld >/dev/null && command -v objcopy >/dev
 command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || need+=(qemu-utils)
 command -v gdb >/dev/null || need+=(gdb)
 [ -s /boot/memtest86+x64.bin ] || need+=(memtest86+)
+command -v xmllint >/dev/null || need+=(libxml2-utils)  # checks kemu bench's SVG
 if [ ! -s build/linux-guest/vmlinux ] || [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: apt-get update" >&2
     as_root apt-get update -q >/dev/null

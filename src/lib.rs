@@ -5,6 +5,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod accel;
+pub mod bench;
 pub mod block;
 pub mod cli;
 pub mod cpu;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub use debug::{DebugConfig, FpuRegs, MAX_HW_BREAKPOINTS};
 pub use report::CrashReport;
 pub use state::{reg, DescriptorTable, Segment, VcpuState};
-pub use stats::{ExitReason, ExitStats};
+pub use stats::{ExitObserver, ExitReason, ExitStats};
 use vm_memory::GuestMemoryMmap;
 
 /// Guest RAM as both accelerators see it: one `vm-memory` mapping shared by every vCPU thread.

@@ -75,11 +75,24 @@ impl ExitReason {
 
 const REASONS: usize = ExitReason::ALL.len();
 
+/// Told of every exit as it is counted (`-d exits` logs one line per exit through it).
+pub type ExitObserver = Box<dyn Fn(usize, ExitReason) + Send + Sync>;
+
 /// Counters for every vCPU of a machine.
 #[derive(Debug)]
 pub struct ExitStats {
     rows: Vec<[AtomicU64; REASONS]>,
     instructions: Vec<AtomicU64>,
+    observer: Option<Observer>,
+}
+
+/// An [`ExitObserver`] in a box `Debug` can print.
+struct Observer(ExitObserver);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl ExitStats {
@@ -90,6 +103,15 @@ impl ExitStats {
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
             instructions: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
+            observer: None,
+        }
+    }
+
+    /// Zeroed counters for `vcpus` vCPUs that also call `observer` on every counted exit.
+    pub fn with_observer(vcpus: usize, observer: ExitObserver) -> Self {
+        ExitStats {
+            observer: Some(Observer(observer)),
+            ..ExitStats::new(vcpus)
         }
     }
 
@@ -98,6 +120,9 @@ impl ExitStats {
     pub fn count(&self, vcpu: usize, reason: ExitReason) {
         if let Some(row) = self.rows.get(vcpu) {
             row[reason as usize].fetch_add(1, Ordering::Relaxed);
+            if let Some(o) = &self.observer {
+                (o.0)(vcpu, reason);
+            }
         }
     }
 
@@ -180,5 +205,16 @@ mod tests {
         let t = s.table();
         assert!(t.contains("io-out"));
         assert!(!t.contains("mmio-read"));
+    }
+
+    #[test]
+    fn observer_sees_exactly_the_counted_exits() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let s = ExitStats::with_observer(1, Box::new(move |v, r| log.lock().unwrap().push((v, r))));
+        s.count(0, ExitReason::Halt);
+        s.count(3, ExitReason::Halt); // not counted, not observed
+        assert_eq!(*seen.lock().unwrap(), vec![(0, ExitReason::Halt)]);
+        assert_eq!(s.total(ExitReason::Halt), 1);
     }
 }

@@ -2,6 +2,7 @@
 //! its outcome becomes the process exit status. This is the only place that uses `anyhow`:
 //! every error ends as one line `kemu: <what went wrong>` on stderr.
 
+mod bench;
 mod qemu_args;
 mod values;
 
@@ -73,7 +74,7 @@ struct Args {
     /// CPU model: host, max, qemu64, kvm64.
     #[arg(long)]
     cpu: Option<String>,
-    /// Trace: exits, stages (comma-separated).
+    /// Trace: exits, stages, in_asm, int, cpu (comma-separated; the last three need tcg).
     #[arg(long = "d")]
     trace: Option<String>,
     /// Write traces to this file instead of stderr.
@@ -103,6 +104,12 @@ struct Args {
     /// No default devices (no COM1 backend unless -serial is given).
     #[arg(long)]
     nodefaults: bool,
+    /// Boot the embedded demo guest (what kemu does with no arguments).
+    #[arg(long)]
+    demo: bool,
+    /// Write the exit statistics to this file at exit (used by kemu bench).
+    #[arg(long = "stats-file", hide = true)]
+    stats_file: Option<PathBuf>,
     /// Print help.
     #[arg(long, alias = "h")]
     help: bool,
@@ -127,6 +134,20 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             Some(w) => crate::block::img::img_main(&w),
             None => {
                 eprintln!("kemu img: arguments must be valid UTF-8");
+                1
+            }
+        };
+    }
+    // `kemu bench ...`: the accelerator comparison.
+    if rest.first().and_then(|a| a.to_str()) == Some("bench") {
+        let words: Option<Vec<String>> = rest[1..]
+            .iter()
+            .map(|a| a.to_str().map(String::from))
+            .collect();
+        return match words {
+            Some(w) => bench::bench_main(&w),
+            None => {
+                eprintln!("kemu bench: arguments must be valid UTF-8");
                 1
             }
         };
@@ -163,7 +184,8 @@ fn run(args: &[OsString]) -> anyhow::Result<i32> {
         println!("kemu {}", env!("CARGO_PKG_VERSION"));
         return Ok(0);
     }
-    let config = build_config(parsed, args.is_empty())?;
+    let demo = args.is_empty() || parsed.demo;
+    let config = build_config(parsed, demo)?;
     Ok(crate::machine::run(config)?)
 }
 
@@ -172,9 +194,13 @@ fn help_text() -> String {
     let mut text = String::from(
         "usage: kemu [options]    (no options: boot the embedded demo guest)\n\
          \x20      kemu img create|info|check|convert|resize ...   (disk images, qemu-img style)\n\
+         \x20      kemu bench [--runs N] [--svg FILE] [--accel kvm,tcg] [GUEST OPTIONS]   (kvm vs tcg)\n\
          Long options take one dash or two, as in QEMU: -kernel bzImage -m 512 -smp 2\n\n",
     );
     for arg in Args::command().get_arguments() {
+        if arg.is_hide_set() {
+            continue;
+        }
         let name = arg.get_long().unwrap_or_default();
         let value = if arg.get_action().takes_values() {
             " VALUE"
@@ -303,6 +329,7 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
             "-S: the CPUs would wait forever: add -s or -gdb tcp::PORT to continue them from gdb"
         );
     }
+    cfg.stats_file = a.stats_file;
     Ok(cfg)
 }
 
@@ -350,7 +377,8 @@ mod tests {
         let os: Vec<OsString> = args.iter().map(OsString::from).collect();
         let n = normalize(&os)?;
         let a = Args::try_parse_from(std::iter::once("kemu".to_string()).chain(n))?;
-        build_config(a, args.is_empty())
+        let demo = args.is_empty() || a.demo;
+        build_config(a, demo)
     }
 
     #[test]
@@ -418,6 +446,16 @@ mod tests {
         assert_eq!(d.firmware, FirmwareChoice::Auto);
         let n = cfg(&["-kernel", "k", "-bios", "none"]).unwrap();
         assert_eq!(n.firmware, FirmwareChoice::None);
+    }
+
+    #[test]
+    fn demo_with_options_and_traces() {
+        let c = cfg(&["-demo", "-accel", "tcg", "-d", "in_asm,exits"]).unwrap();
+        assert!(matches!(c.kernel, KernelSource::Embedded { .. }));
+        assert_eq!(c.accel, AccelKind::Tcg);
+        assert!(c.trace.in_asm && c.trace.exits && !c.trace.int);
+        assert!(help_text().contains("-demo"));
+        assert!(!help_text().contains("stats-file"), "hidden");
     }
 
     #[test]

@@ -21,7 +21,11 @@ pub const FLAG_OPTIONS: &[&str] = &[
     "version",
     "s",
     "S",
+    "demo",
 ];
+
+/// Value options not shown in `-help` (kemu's own plumbing, such as `kemu bench`'s).
+pub const HIDDEN_VALUE_OPTIONS: &[&str] = &["stats-file"];
 
 /// A command-line error, printed as one line.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -56,7 +60,7 @@ pub fn normalize(args: &[OsString]) -> Result<Vec<String>, ArgError> {
             Some((n, v)) => (n, Some(v)),
             None => (body, None),
         };
-        if VALUE_OPTIONS.contains(&name) {
+        if VALUE_OPTIONS.contains(&name) || HIDDEN_VALUE_OPTIONS.contains(&name) {
             let value = match inline {
                 Some(v) => v.to_string(),
                 None => it

@@ -276,18 +276,23 @@ pub fn parse_device(value: &str) -> Result<DeviceSpec, ValueError> {
     }
 }
 
-/// `-d exits,stages`.
+/// `-d exits,stages,in_asm,int,cpu` (the last three with QEMU's spelling and meaning).
 pub fn parse_trace(value: &str) -> Result<TraceFlags, ValueError> {
     let mut t = TraceFlags::default();
     for item in value.split(',') {
         match item {
             "exits" => t.exits = true,
             "stages" => t.stages = true,
+            "in_asm" => t.in_asm = true,
+            "int" => t.int = true,
+            "cpu" => t.cpu = true,
             _ => {
                 return Err(bad(
                     "d",
                     value,
-                    format!("unknown trace item '{item}' (supported: exits, stages)"),
+                    format!(
+                        "unknown trace item '{item}' (supported: exits, stages, in_asm, int, cpu)"
+                    ),
                 ))
             }
         }
@@ -380,5 +385,18 @@ mod tests {
             DeviceSpec::PciTestdev
         );
         assert!(parse_device("pc-testdev,bogus=1").is_err());
+    }
+
+    #[test]
+    fn trace_items() {
+        let t = parse_trace("in_asm,int,cpu").unwrap();
+        assert!(t.in_asm && t.int && t.cpu && !t.exits && !t.stages);
+        assert!(t.needs_tcg());
+        let t = parse_trace("exits,stages").unwrap();
+        assert!(t.exits && t.stages && !t.needs_tcg());
+        assert!(parse_trace("in_asm,")
+            .unwrap_err()
+            .to_string()
+            .contains("in_asm, int, cpu"));
     }
 }

@@ -22,6 +22,9 @@ impl Cpu {
         ret_rip: u64,
     ) -> Res<()> {
         self.stop_block = true;
+        if self.trace.mask.int {
+            self.trace_event(vector, code, kind, ret_rip);
+        }
         if !self.state.protected() {
             return self.deliver_real(vector, ret_rip);
         }

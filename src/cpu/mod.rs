@@ -8,7 +8,7 @@
 //!
 //! Layout: `state`/`flags` (registers), `mmu/` (segmentation, paging, TLB), `decode/` (block
 //! cache, handler table), `exec/` (semantics by instruction family), `exception`/`interrupt`
-//! (event delivery), `descriptor` (GDT/LDT/TSS), `run` (the block loop).
+//! (event delivery), `descriptor` (GDT/LDT/TSS), `run` (the block loop), `trace` (`-d` hooks).
 
 pub mod decode;
 pub mod descriptor;
@@ -21,6 +21,7 @@ pub mod interrupt;
 pub mod mmu;
 pub mod run;
 pub mod state;
+pub mod trace;
 
 #[cfg(test)]
 mod tests;
@@ -71,6 +72,8 @@ pub struct Cpu {
     pub breakpoints: Vec<u64>,
     /// Where the TSC comes from (see [`Cpu::set_time_source`]); `None`: retired instructions.
     time: Option<TimeSource>,
+    /// `-d in_asm,int,cpu`: what to trace and where (see [`trace`]).
+    pub(crate) trace: trace::Tracer,
 }
 
 impl Cpu {
@@ -103,6 +106,7 @@ impl Cpu {
             code_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             breakpoints: Vec::new(),
             time: None,
+            trace: trace::Tracer::default(),
         }
     }
 

@@ -82,6 +82,9 @@ impl Cpu {
                     Err(exit) => return exit,
                 },
             };
+            if self.trace.mask.cpu {
+                self.trace_cpu();
+            }
             let room = usize::try_from(budget - *executed).unwrap_or(usize::MAX);
             // RFLAGS.TF: one instruction, then a #DB trap.
             let single_step = self.state.flags.sys(TF);

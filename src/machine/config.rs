@@ -95,10 +95,24 @@ pub struct DebugExitConfig {
 /// What `-d` asks to trace.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TraceFlags {
-    /// Print the exit statistics table when the machine stops.
+    /// Log every exit (one line each) and print the exit statistics table when the machine
+    /// stops.
     pub exits: bool,
     /// Log port-0x80 boot stages with timestamps.
     pub stages: bool,
+    /// Software CPU: log each block of guest code when it is decoded (QEMU's `in_asm`).
+    pub in_asm: bool,
+    /// Software CPU: log each exception and interrupt delivered (QEMU's `int`).
+    pub int: bool,
+    /// Software CPU: dump the registers before each executed block (QEMU's `cpu`).
+    pub cpu: bool,
+}
+
+impl TraceFlags {
+    /// Whether any item only the software CPU can trace is on.
+    pub fn needs_tcg(&self) -> bool {
+        self.in_asm || self.int || self.cpu
+    }
 }
 
 /// A complete description of a machine to build and run.
@@ -138,6 +152,8 @@ pub struct MachineConfig {
     pub pc_testdev: bool,
     /// `-device pci-testdev`.
     pub pci_testdev: bool,
+    /// Where to write the exit statistics when the machine stops (`kemu bench` reads them).
+    pub stats_file: Option<PathBuf>,
 }
 
 impl MachineConfig {
@@ -161,6 +177,7 @@ impl MachineConfig {
             debugcon: None,
             pc_testdev: false,
             pci_testdev: false,
+            stats_file: None,
         }
     }
 }

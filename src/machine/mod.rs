@@ -18,6 +18,7 @@ mod legacy_irq;
 pub mod memory;
 mod pc;
 mod timers;
+pub mod stats_file;
 mod trace;
 mod vcpu_loop;
 
@@ -117,6 +118,13 @@ fn run_cycles(config: &MachineConfig, debug: Option<&Arc<DebugHub>>) -> Result<i
         initrd: initrd.as_deref(),
         rom: rom.as_deref(),
     };
+    if config.trace.needs_tcg() && config.accel == AccelKind::Kvm {
+        // As QEMU: these look inside the software CPU, which KVM does not use.
+        eprintln!(
+            "kemu: note: -d in_asm,int,cpu trace the software CPU and need -accel tcg; \
+             under kvm only exits and stages are traced"
+        );
+    }
     loop {
         let outcome = run_once(config, &inputs, &host_console, &trace, debug)?;
         match outcome {
@@ -234,6 +242,7 @@ fn run_once(
     trace: &Arc<trace::Trace>,
     debug: Option<&Arc<DebugHub>>,
 ) -> Result<Outcome, MachineError> {
+    let started = std::time::Instant::now();
     let (accel, tcg) = open_accel(config.accel)?;
     // Under KVM the ROM is one more memory slot; the software CPU reads it as a device.
     let rom_in_ram = config.accel == AccelKind::Kvm;
@@ -292,7 +301,23 @@ fn run_once(
         firmware::map_rom(&ram, &mut io.mmio, rom, rom_in_ram)?;
     }
     let io = Arc::new(io);
-    let stats = Arc::new(ExitStats::new(config.cpus));
+    if let Some(tcg) = &tcg {
+        let t = config.trace;
+        let mask = crate::cpu::trace::TraceMask {
+            in_asm: t.in_asm,
+            int: t.int,
+            cpu: t.cpu,
+        };
+        if mask.any() {
+            tcg.set_trace(mask, trace.clone());
+        }
+    }
+    let stats = Arc::new(if config.trace.exits {
+        let trace = trace.clone();
+        ExitStats::with_observer(config.cpus, Box::new(move |v, r| trace.exit(v, r)))
+    } else {
+        ExitStats::new(config.cpus)
+    });
     let ctx = VcpuContext {
         ram: ram.clone(),
         io: io.clone(),
@@ -324,7 +349,10 @@ fn run_once(
         let debug = debug.cloned();
         let handle = thread::Builder::new()
             .name(format!("vcpu{id}"))
-            .spawn(move || vcpu_loop::run_vcpu(vcpu, control, debug))
+            .spawn(move || {
+                vcpu_loop::run_vcpu(vcpu, control, debug);
+                stats_file::CpuTime::this_thread()
+            })
             .map_err(MachineError::Thread)?;
         threads.push(handle);
     }
@@ -342,10 +370,20 @@ fn run_once(
     if let Some(t) = ticker {
         let _ = t.join();
     }
+    let mut vcpu_time = stats_file::CpuTime::default();
     for t in threads {
-        if t.join().is_err() {
-            control.finish(Outcome::Failed("a vCPU thread panicked".into()));
+        match t.join() {
+            Ok(time) => vcpu_time = vcpu_time + time,
+            Err(_) => control.finish(Outcome::Failed("a vCPU thread panicked".into())),
         }
+    }
+    if let Some(path) = &config.stats_file {
+        let run = stats_file::RunStats::gather(accel.name(), &stats, started.elapsed(), vcpu_time);
+        std::fs::write(path, run.to_text()).map_err(|source| MachineError::File {
+            what: "cannot write the stats file",
+            path: path.clone(),
+            source,
+        })?;
     }
     if config.trace.exits {
         trace.write(&format!(

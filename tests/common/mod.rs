@@ -41,8 +41,22 @@ pub fn kemu(args: &[&str], limit: Duration) -> Run {
 /// Run kemu with `args` and `input` piped to its stdin (none: no stdin), killing it after
 /// `limit`.
 pub fn kemu_with_input(args: &[&str], input: Option<&[u8]>, limit: Duration) -> Run {
+    kemu_run(None, args, input, limit)
+}
+
+/// Run kemu with `args` in directory `dir` (relative output paths land there), no stdin,
+/// killing it after `limit`.
+pub fn kemu_in(dir: &Path, args: &[&str], limit: Duration) -> Run {
+    kemu_run(Some(dir), args, None, limit)
+}
+
+fn kemu_run(dir: Option<&Path>, args: &[&str], input: Option<&[u8]>, limit: Duration) -> Run {
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kemu"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kemu"));
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    let mut child = cmd
         .args(args)
         .stdin(if input.is_some() {
             Stdio::piped()

@@ -11,16 +11,25 @@
  *      from CPL 3 sometimes comes back still at CPL 3; exceptions are delivered reliably.
  *      Then we print the result;
  *   6. we power the machine off through ACPI (PM1a_CNT at port 0x604), so kemu exits with 0.
+ * Before each step it writes the step's number to the POST port 0x80, as firmware and kernels
+ * report their progress (`kemu -d stages` timestamps these writes).
  * Everything it prints is independent of the machine but for the CPU count. */
     .include "lib/common.inc"
     .include "lib/acpi.inc"
 
     .set MULTIBOOT_BOOTLOADER_MAGIC, 0x2BADB002
 
+/* Report boot stage `n` on the POST port (clobbers AL). */
+.macro STAGE n
+    mov $\n, %al
+    out %al, $0x80
+.endm
+
     .text
     .globl main
 main:
     push %rbx
+    STAGE 1
     PRINT "kemu demo: entered via multiboot in 32-bit protected mode"
     cmpl $MULTIBOOT_BOOTLOADER_MAGIC, mb_magic(%rip)
     je 1f
@@ -29,9 +38,11 @@ main:
     mov $8, %esi
     call serial_print_hex
     PRINT ", not 0x2badb002)"
-1:  PRINT "\nkemu demo: enabled PAE paging (4 GiB identity-mapped with 2 MiB pages) and long mode\n"
+1:  STAGE 2
+    PRINT "\nkemu demo: enabled PAE paging (4 GiB identity-mapped with 2 MiB pages) and long mode\n"
     PRINT "kemu demo: now in 64-bit long mode\n"
 
+    STAGE 3
     call acpi_find_rsdp
     test %rax, %rax
     jnz 2f
@@ -49,11 +60,13 @@ main:
     call serial_print_dec
     PRINT " enabled cpu(s)\n"
 
-3:  PRINT "kemu demo: dropping to user mode (CPL 3) with SYSRETQ\n"
+3:  STAGE 4
+    PRINT "kemu demo: dropping to user mode (CPL 3) with SYSRETQ\n"
     lea user_main(%rip), %rdi
     lea message(%rip), %rsi
     call run_user
     mov %rax, %rbx
+    STAGE 5
     PRINT "kemu demo: back in kernel mode (CPL 0): the user code's HLT raised #GP\n"
     PRINT "kemu demo: user code ran at CPL "
     mov user_cpl(%rip), %edi
@@ -67,6 +80,7 @@ main:
     call serial_print_hex
     PRINT "\nkemu demo: done\n"
 
+    STAGE 6
     call acpi_poweroff
     lea user_spin(%rip), %rdi        /* an emulator may take a moment to act on the write */
     mov $(1 << 22), %esi

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::cpu::fpu_state::{FpuState, F80};
 use crate::cpu::state::{apic_base, CpuState};
+use crate::cpu::trace::{TraceMask, TraceSink};
 use crate::cpu::{Cpu, CpuExit};
 
 /// The software-CPU accelerator.
@@ -32,6 +33,8 @@ pub struct Tcg {
     interrupts: Mutex<Vec<Option<Arc<dyn InterruptSource>>>>,
     /// The machine's clock for the TSC.
     time: Mutex<Option<TimeSource>>,
+    /// `-d in_asm,int,cpu`: what every vCPU traces, and where.
+    trace: Mutex<Option<(TraceMask, Arc<dyn TraceSink>)>>,
 }
 
 impl Tcg {
@@ -60,6 +63,13 @@ impl Tcg {
     pub fn set_time_source(&self, time: TimeSource) {
         if let Ok(mut slot) = self.time.lock() {
             *slot = Some(time);
+        }
+    }
+
+    /// Make every vCPU created from now on trace what `mask` asks for into `sink`.
+    pub fn set_trace(&self, mask: TraceMask, sink: Arc<dyn TraceSink>) {
+        if let Ok(mut slot) = self.trace.lock() {
+            *slot = Some((mask, sink));
         }
     }
 
@@ -134,6 +144,9 @@ impl Accelerator for Tcg {
             .and_then(|v| v.get(id).cloned().flatten());
         if let Some(t) = self.time.lock().ok().and_then(|t| t.clone()) {
             vcpu.cpu.set_time_source(t);
+        }
+        if let Some((mask, sink)) = self.trace.lock().ok().and_then(|s| s.clone()) {
+            vcpu.cpu.set_trace(mask, Some(sink));
         }
         Ok(Box::new(vcpu))
     }

@@ -279,13 +279,20 @@ impl Cpu {
                     bytes: Vec::new(),
                     epoch: AtomicU64::new(epoch),
                 });
-                return Ok(self.blocks.park(Arc::new(Block {
+                let one = Block {
                     insns: b.insns.into_iter().take(1).collect(),
                     bytes: Vec::new(),
                     epoch: AtomicU64::new(epoch),
-                })));
+                };
+                if self.trace.mask.in_asm {
+                    self.trace_block(&one, lin, frame | (lin & 0xfff));
+                }
+                return Ok(self.blocks.park(Arc::new(one)));
             }
         };
+        if self.trace.mask.in_asm {
+            self.trace_block(&block, lin, key.phys);
+        }
         if self.blocks.insert(key, block.clone()) {
             self.tlb.flush_phys_writes(frame);
         }
