@@ -40,7 +40,8 @@ enum Op {
     XmmOrMem(u32),
     Mem(u32),
     Gpr(u32),
-    GprOrMem(u32),
+    /// Register width, memory width.
+    GprOrMem(u32, u32),
     Imm8,
 }
 
@@ -55,9 +56,10 @@ fn parse_op(tok: &str) -> Option<Op> {
         "m32" => Op::Mem(32),
         "r32" => Op::Gpr(32),
         "r64" => Op::Gpr(64),
-        "rm32" => Op::GprOrMem(32),
-        "rm64" => Op::GprOrMem(64),
-        "r32m16" | "r64m16" => Op::GprOrMem(16),
+        "rm32" => Op::GprOrMem(32, 32),
+        "rm64" => Op::GprOrMem(64, 64),
+        "r32m16" => Op::GprOrMem(32, 16),
+        "r64m16" => Op::GprOrMem(64, 16),
         "imm8" => Op::Imm8,
         _ => return None,
     })
@@ -122,8 +124,8 @@ fn build(form: &Form, rng: &mut Rng, regs_only: bool) -> Option<Instruction> {
             Op::XmmOrMem(_) if regs_only || rng.below(2) == 0 => V::R(xmm(rng)),
             Op::XmmOrMem(b) | Op::Mem(b) => V::M(mem(rng, b)),
             Op::Gpr(b) => V::R(gpr(rng, b)),
-            Op::GprOrMem(b) if regs_only || rng.below(2) == 0 => V::R(gpr(rng, b.max(32))),
-            Op::GprOrMem(b) => V::M(mem(rng, b)),
+            Op::GprOrMem(r, _) if regs_only || rng.below(2) == 0 => V::R(gpr(rng, r)),
+            Op::GprOrMem(_, m) => V::M(mem(rng, m)),
             // Legacy CMPcc predicates are 0..7.
             Op::Imm8 if cmp => V::I(rng.below(8) as u32),
             Op::Imm8 => V::I(rng.below(256) as u32),

@@ -55,37 +55,37 @@ macro_rules! fp_ops {
 
 fp_ops! {
     /// ADDPS.
-    addps, F32, false, |c, a, b| fp::arith::<F32>(c, a, b, fp::add);
+    addps, F32, false, |c, a, b| fp::arith::<F32>(c, a, b, fp::Op::Add);
     /// ADDSS.
-    addss, F32, true, |c, a, b| fp::arith::<F32>(c, a, b, fp::add);
+    addss, F32, true, |c, a, b| fp::arith::<F32>(c, a, b, fp::Op::Add);
     /// ADDPD.
-    addpd, F64, false, |c, a, b| fp::arith::<F64>(c, a, b, fp::add);
+    addpd, F64, false, |c, a, b| fp::arith::<F64>(c, a, b, fp::Op::Add);
     /// ADDSD.
-    addsd, F64, true, |c, a, b| fp::arith::<F64>(c, a, b, fp::add);
+    addsd, F64, true, |c, a, b| fp::arith::<F64>(c, a, b, fp::Op::Add);
     /// SUBPS.
-    subps, F32, false, |c, a, b| fp::arith::<F32>(c, a, b, fp::sub);
+    subps, F32, false, |c, a, b| fp::arith::<F32>(c, a, b, fp::Op::Sub);
     /// SUBSS.
-    subss, F32, true, |c, a, b| fp::arith::<F32>(c, a, b, fp::sub);
+    subss, F32, true, |c, a, b| fp::arith::<F32>(c, a, b, fp::Op::Sub);
     /// SUBPD.
-    subpd, F64, false, |c, a, b| fp::arith::<F64>(c, a, b, fp::sub);
+    subpd, F64, false, |c, a, b| fp::arith::<F64>(c, a, b, fp::Op::Sub);
     /// SUBSD.
-    subsd, F64, true, |c, a, b| fp::arith::<F64>(c, a, b, fp::sub);
+    subsd, F64, true, |c, a, b| fp::arith::<F64>(c, a, b, fp::Op::Sub);
     /// MULPS.
-    mulps, F32, false, |c, a, b| fp::arith::<F32>(c, a, b, fp::mul);
+    mulps, F32, false, |c, a, b| fp::arith::<F32>(c, a, b, fp::Op::Mul);
     /// MULSS.
-    mulss, F32, true, |c, a, b| fp::arith::<F32>(c, a, b, fp::mul);
+    mulss, F32, true, |c, a, b| fp::arith::<F32>(c, a, b, fp::Op::Mul);
     /// MULPD.
-    mulpd, F64, false, |c, a, b| fp::arith::<F64>(c, a, b, fp::mul);
+    mulpd, F64, false, |c, a, b| fp::arith::<F64>(c, a, b, fp::Op::Mul);
     /// MULSD.
-    mulsd, F64, true, |c, a, b| fp::arith::<F64>(c, a, b, fp::mul);
+    mulsd, F64, true, |c, a, b| fp::arith::<F64>(c, a, b, fp::Op::Mul);
     /// DIVPS.
-    divps, F32, false, |c, a, b| fp::arith::<F32>(c, a, b, fp::div);
+    divps, F32, false, |c, a, b| fp::arith::<F32>(c, a, b, fp::Op::Div);
     /// DIVSS.
-    divss, F32, true, |c, a, b| fp::arith::<F32>(c, a, b, fp::div);
+    divss, F32, true, |c, a, b| fp::arith::<F32>(c, a, b, fp::Op::Div);
     /// DIVPD.
-    divpd, F64, false, |c, a, b| fp::arith::<F64>(c, a, b, fp::div);
+    divpd, F64, false, |c, a, b| fp::arith::<F64>(c, a, b, fp::Op::Div);
     /// DIVSD.
-    divsd, F64, true, |c, a, b| fp::arith::<F64>(c, a, b, fp::div);
+    divsd, F64, true, |c, a, b| fp::arith::<F64>(c, a, b, fp::Op::Div);
     /// MINPS.
     minps, F32, false, |c, a, b| fp::minmax::<F32>(c, a, b, false);
     /// MINSS.

@@ -9,7 +9,7 @@ use iced_x86::Instruction;
 use rustc_apfloat::ieee::{Double, Single};
 use rustc_apfloat::{Float, FloatConvert, Round, Status};
 
-use super::fp::{is_nan, is_snan, to_f, Ctx, Fmt, F32, F64};
+use super::fp::{self, is_nan, is_snan, to_f, Ctx, Fmt, F32, F64};
 use super::{check, is_xmm, lane, set_xmm, src128, src_scalar, with_lane, xmm};
 use crate::cpu::exec::{op_size, read_op, sext, write_op};
 use crate::cpu::fault::Res;
@@ -71,6 +71,9 @@ fn d2s(ctx: &mut Ctx, v: u64) -> u64 {
     let round = ctx.round();
     let r: rustc_apfloat::StatusAnd<Single> =
         FloatConvert::convert_r(to_f::<F64>(v), round, &mut loses);
+    let r = fp::fix_overflow::<F32>(r, || {
+        FloatConvert::convert_r(to_f::<F64>(v).scalbn(-1), round, &mut loses)
+    });
     ctx.result::<F32>(r)
 }
 

@@ -260,41 +260,76 @@ impl Ctx {
     }
 }
 
+/// The four basic operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Addition.
+    Add,
+    /// Subtraction.
+    Sub,
+    /// Multiplication.
+    Mul,
+    /// Division.
+    Div,
+}
+
+impl Op {
+    fn apply<F: Float>(self, a: F, b: F, r: Round) -> StatusAnd<F> {
+        match self {
+            Op::Add => a.add_r(b, r),
+            Op::Sub => a.sub_r(b, r),
+            Op::Mul => a.mul_r(b, r),
+            Op::Div => a.div_r(b, r),
+        }
+    }
+
+    /// The same operation with the exact result halved (no overflow possible any more).
+    fn apply_half<F: Float>(self, a: F, b: F, r: Round) -> StatusAnd<F> {
+        match self {
+            Op::Add | Op::Sub => self.apply(a.scalbn(-1), b.scalbn(-1), r),
+            Op::Mul | Op::Div => self.apply(a.scalbn(-1), b, r),
+        }
+    }
+}
+
+/// apfloat reports an overflow only when the result becomes infinite; x86 also when a rounding
+/// toward zero clamps it to the largest finite value. So for an inexact ±MAX result, redo the
+/// operation on halved inputs (`half`): the exact result overflowed (after rounding with an
+/// unbounded exponent) iff the halved one rounds into the top binade.
+pub fn fix_overflow<T: Fmt>(
+    r: StatusAnd<T::F>,
+    half: impl FnOnce() -> StatusAnd<T::F>,
+) -> StatusAnd<T::F> {
+    let bits = from_f::<T>(r.value);
+    let max = T::EXP - 1;
+    if bits & !T::SIGN != max
+        || !r.status.contains(Status::INEXACT)
+        || r.status.contains(Status::OVERFLOW)
+    {
+        return r;
+    }
+    let top = T::EXP - (T::FRAC + 1);
+    if from_f::<T>(half().value) & T::EXP == top {
+        StatusAnd {
+            status: r.status | Status::OVERFLOW,
+            value: r.value,
+        }
+    } else {
+        r
+    }
+}
+
 /// `a op b` for ADD/SUB/MUL/DIV with x86's NaN, DAZ/DE and result rules.
-pub fn arith<T: Fmt>(
-    ctx: &mut Ctx,
-    a: u64,
-    b: u64,
-    op: fn(T::F, T::F, Round) -> StatusAnd<T::F>,
-) -> u64 {
+pub fn arith<T: Fmt>(ctx: &mut Ctx, a: u64, b: u64, op: Op) -> u64 {
     if let Some(n) = ctx.nan2::<T>(a, b) {
         return n;
     }
-    let a = ctx.input::<T>(a);
-    let b = ctx.input::<T>(b);
+    let a = to_f::<T>(ctx.input::<T>(a));
+    let b = to_f::<T>(ctx.input::<T>(b));
     let round = ctx.round();
-    let r = op(to_f::<T>(a), to_f::<T>(b), round);
+    let r = op.apply(a, b, round);
+    let r = fix_overflow::<T>(r, || op.apply_half(a, b, round));
     ctx.result::<T>(r)
-}
-
-/// Addition.
-pub fn add<F: Float>(a: F, b: F, r: Round) -> StatusAnd<F> {
-    a.add_r(b, r)
-}
-
-/// Subtraction.
-pub fn sub<F: Float>(a: F, b: F, r: Round) -> StatusAnd<F> {
-    a.sub_r(b, r)
-}
-
-/// Multiplication.
-pub fn mul<F: Float>(a: F, b: F, r: Round) -> StatusAnd<F> {
-    a.mul_r(b, r)
-}
-
-/// Division.
-pub fn div<F: Float>(a: F, b: F, r: Round) -> StatusAnd<F> {
-    a.div_r(b, r)
 }
 
 /// Square root, correctly rounded in every MXCSR direction: the host's round-to-nearest root
@@ -416,18 +451,18 @@ mod tests {
         let one = 1f32.to_bits() as u64;
         let tiny = 1e-10f32.to_bits() as u64;
         let mut c = ctx(0x1f80);
-        assert_eq!(arith::<F32>(&mut c, one, tiny, add), one);
+        assert_eq!(arith::<F32>(&mut c, one, tiny, Op::Add), one);
         assert_eq!(c.post, mx::PE);
         let mut c = ctx(0x1f80 | (2 << 13));
-        assert_eq!(arith::<F32>(&mut c, one, tiny, add), one + 1);
+        assert_eq!(arith::<F32>(&mut c, one, tiny, Op::Add), one + 1);
         let m1 = (-1f32).to_bits() as u64;
         let mut c = ctx(0x1f80 | (1 << 13));
-        assert_eq!(arith::<F32>(&mut c, m1, tiny, add), m1, "toward -inf");
+        assert_eq!(arith::<F32>(&mut c, m1, tiny, Op::Add), m1, "toward -inf");
         let mut c = ctx(0x1f80 | (3 << 13));
-        assert_eq!(arith::<F32>(&mut c, m1, tiny, add), 0xbf7f_ffff, "toward zero");
+        assert_eq!(arith::<F32>(&mut c, m1, tiny, Op::Add), 0xbf7f_ffff, "toward zero");
         // x - x is +0, except -0 when rounding toward -inf.
         let mut c = ctx(0x1f80 | (1 << 13));
-        assert_eq!(arith::<F32>(&mut c, one, one, sub), F32::SIGN);
+        assert_eq!(arith::<F32>(&mut c, one, one, Op::Sub), F32::SIGN);
     }
 
     #[test]
@@ -436,13 +471,13 @@ mod tests {
         let s = 0x7f80_0002u64;
         let one = 1f32.to_bits() as u64;
         let mut c = ctx(0x1f80);
-        assert_eq!(arith::<F32>(&mut c, one, s, add), 0x7fc0_0002);
+        assert_eq!(arith::<F32>(&mut c, one, s, Op::Add), 0x7fc0_0002);
         assert_eq!(c.pre, mx::IE);
         let mut c = ctx(0x1f80);
-        assert_eq!(arith::<F32>(&mut c, q, s, mul), q);
+        assert_eq!(arith::<F32>(&mut c, q, s, Op::Mul), q);
         let inf = 0x7f80_0000u64;
         let mut c = ctx(0x1f80);
-        assert_eq!(arith::<F32>(&mut c, inf, inf, sub), 0xffc0_0000);
+        assert_eq!(arith::<F32>(&mut c, inf, inf, Op::Sub), 0xffc0_0000);
         assert_eq!(c.pre, mx::IE);
         let mut c = ctx(0x1f80);
         assert_eq!(minmax::<F32>(&mut c, q, one, false), one);
@@ -450,24 +485,38 @@ mod tests {
     }
 
     #[test]
+    fn overflow_clamped_to_max_still_raises_oe() {
+        let big = f64::MAX.to_bits();
+        let mut c = ctx(0x1f80 | (3 << 13));
+        assert_eq!(arith::<F64>(&mut c, big, big, Op::Add), big);
+        assert_eq!(c.post, mx::OE | mx::PE);
+        // Rounding up to MAX from below is no overflow.
+        let below = f32::MAX.to_bits() as u64 - 1;
+        let tiny = 1f32.to_bits() as u64;
+        let mut c = ctx(0x1f80 | (2 << 13));
+        assert_eq!(arith::<F32>(&mut c, below, tiny, Op::Add), below + 1);
+        assert_eq!(c.post, mx::PE);
+    }
+
+    #[test]
     fn div_by_zero_and_ftz_daz() {
         let one = 1f64.to_bits();
         let mut c = ctx(0x1f80);
-        assert_eq!(arith::<F64>(&mut c, one, 0, div), 0x7ff0_0000_0000_0000);
+        assert_eq!(arith::<F64>(&mut c, one, 0, Op::Div), 0x7ff0_0000_0000_0000);
         assert_eq!(c.pre, mx::ZE);
         let min = f64::MIN_POSITIVE.to_bits();
         let half = 0.5f64.to_bits();
         let mut c = ctx(0x1f80);
-        assert_eq!(arith::<F64>(&mut c, min, half, mul), min >> 1);
+        assert_eq!(arith::<F64>(&mut c, min, half, Op::Mul), min >> 1);
         assert_eq!(c.post, 0, "exact tiny result, masked: no UE");
         let mut c = ctx(0x1f80 | mx::FZ);
-        assert_eq!(arith::<F64>(&mut c, min, half, mul), 0);
+        assert_eq!(arith::<F64>(&mut c, min, half, Op::Mul), 0);
         assert_eq!(c.post, mx::UE | mx::PE);
         let mut c = ctx(0x1f80 | mx::DAZ);
-        assert_eq!(arith::<F64>(&mut c, 1, one, mul), 0);
+        assert_eq!(arith::<F64>(&mut c, 1, one, Op::Mul), 0);
         assert_eq!(c.pre, 0);
         let mut c = ctx(0x1f80);
-        assert_eq!(arith::<F64>(&mut c, 1, one, mul), 1);
+        assert_eq!(arith::<F64>(&mut c, 1, one, Op::Mul), 1);
         assert_eq!(c.pre, mx::DE);
     }
 
