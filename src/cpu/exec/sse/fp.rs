@@ -343,7 +343,8 @@ pub fn sqrt<T: Fmt>(ctx: &mut Ctx, a: u64) -> u64 {
         }
         return a | T::QUIET;
     }
-    let a = ctx.input::<T>(a);
+    // Invalid (a negative operand) outranks denormal: -denormal raises IE only.
+    let a = ctx.input_daz::<T>(a);
     if a & !T::SIGN == 0 {
         return a;
     }
@@ -351,6 +352,7 @@ pub fn sqrt<T: Fmt>(ctx: &mut Ctx, a: u64) -> u64 {
         ctx.invalid();
         return T::DEFAULT_NAN;
     }
+    let a = ctx.input::<T>(a);
     if a == T::EXP {
         return a;
     }
@@ -381,7 +383,8 @@ pub fn cmp<T: Fmt>(a: u64, b: u64) -> Option<std::cmp::Ordering> {
 pub fn minmax<T: Fmt>(ctx: &mut Ctx, a: u64, b: u64, max: bool) -> u64 {
     if is_nan::<T>(a) || is_nan::<T>(b) {
         ctx.invalid();
-        return b;
+        // The second operand as is (an SNaN stays signaling), but DAZ still applies.
+        return ctx.input_daz::<T>(b);
     }
     let a = ctx.input::<T>(a);
     let b = ctx.input::<T>(b);
