@@ -1,8 +1,8 @@
 //! A seeded generator of random SSE/SSE2 blocks for the differential checker.
 //!
 //! Data enters as a seed; it leaves as an [`SseBlock`]: a prologue that loads XMM0–15 from the
-//! first 256 bytes of the data page and MXCSR from a random value (all exceptions masked, random
-//! rounding mode, FTZ, DAZ and sticky flags), the random body, and an epilogue that stores
+//! first 256 bytes of the data page and MXCSR from a random value (random rounding mode, FTZ,
+//! DAZ and sticky flags, exceptions nearly always masked), the random body, and an epilogue that stores
 //! XMM0–15 back (MOVDQU) and MXCSR after them, so the data-page compare sees every SSE result.
 //! [`fp_patterns`] fills those 256 bytes with the values where FP code goes wrong (NaNs,
 //! denormals, infinities, signed zeros, the edges of the integer ranges).
@@ -254,10 +254,17 @@ impl SseGenerator {
         self.forms.is_empty()
     }
 
-    /// A random MXCSR: every exception masked, random RC, FTZ, DAZ and sticky flags.
+    /// A random MXCSR: random RC, FTZ, DAZ and sticky flags; every exception masked, except in
+    /// one block of eight where some are unmasked (the block then ends in #XM, a triple fault
+    /// with no IDT, and the compare checks that both sides stop at the same instruction).
     pub fn mxcsr(rng: &mut Rng) -> u32 {
         let r = rng.next_u64() as u32;
-        0x1f80 | (r & 0x3f) | (r & 0x6000) | (r & 0x8000) | (r & 0x40)
+        let masks = if rng.below(8) == 0 {
+            (r >> 16) & 0x1f80
+        } else {
+            0x1f80
+        };
+        masks | (r & 0x3f) | (r & 0x6000) | (r & 0x8000) | (r & 0x40)
     }
 
     /// A block of `len` random instructions.
@@ -325,7 +332,7 @@ fn f32_value(rng: &mut Rng) -> u32 {
     }
 }
 
-/// Fill `data` (the XMM area of a start state) with FP-interesting values: each qword two
+/// Fill `data` (the data page of a start state) with FP-interesting values: each qword two
 /// singles or one double, from the pattern lists, small integers or random bits.
 pub fn fp_patterns(rng: &mut Rng, data: &mut [u8]) {
     for chunk in data.chunks_mut(8) {

@@ -20,7 +20,7 @@ pub mod gen_sse;
 pub mod harness;
 
 use gen::{Block, Generator, Rng};
-use gen_sse::{fp_patterns, SseBlock, SseGenerator, XMM_AREA};
+use gen_sse::{fp_patterns, SseBlock, SseGenerator};
 use harness::{Harness, HarnessError, Start, CODE};
 
 /// The first block on which the two CPUs disagreed: enough to replay and read it.
@@ -153,8 +153,8 @@ fn culprit(harness: &mut Harness, block: &Block, start: &Start) -> Option<(Strin
     None
 }
 
-/// Like [`run_campaign`] for SSE/SSE2 blocks ([`gen_sse`]): the XMM area of the data page gets
-/// FP-interesting values, MXCSR a random rounding mode, FTZ and DAZ. Returns the number of
+/// Like [`run_campaign`] for SSE/SSE2 blocks ([`gen_sse`]): the data page gets FP-interesting
+/// values, MXCSR a random rounding mode, FTZ and DAZ. Returns the number of
 /// body instructions compared.
 pub fn run_sse_campaign(
     harness: &mut Harness,
@@ -174,7 +174,8 @@ pub fn run_sse_campaign(
         let sse = generator.block(&mut rng, len).map_err(gen_err)?;
         let block = sse.assemble(len, CODE).map_err(gen_err)?;
         let mut start = Start::random(&mut rng);
-        fp_patterns(&mut rng, &mut start.data[..XMM_AREA as usize]);
+        // XMM loads and memory operands alike see FP-interesting values.
+        fp_patterns(&mut rng, &mut start.data[..gen::DATA_SIZE as usize]);
         let (diffs, _, _) = harness
             .run(&block, &start)
             .map_err(|source| DiffError::Harness {

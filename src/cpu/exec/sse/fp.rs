@@ -324,10 +324,15 @@ pub fn arith<T: Fmt>(ctx: &mut Ctx, a: u64, b: u64, op: Op) -> u64 {
     if let Some(n) = ctx.nan2::<T>(a, b) {
         return n;
     }
-    let a = to_f::<T>(ctx.input::<T>(a));
-    let b = to_f::<T>(ctx.input::<T>(b));
+    // Per element, IE and ZE outrank DE (a denormal divided by zero raises ZE only).
+    let denormal = ctx.mxcsr & mx::DAZ == 0 && (is_denormal::<T>(a) || is_denormal::<T>(b));
+    let a = to_f::<T>(ctx.input_daz::<T>(a));
+    let b = to_f::<T>(ctx.input_daz::<T>(b));
     let round = ctx.round();
     let r = op.apply(a, b, round);
+    if denormal && !r.status.intersects(Status::INVALID_OP | Status::DIV_BY_ZERO) {
+        ctx.pre |= mx::DE;
+    }
     let r = fix_overflow::<T>(r, || op.apply_half(a, b, round));
     ctx.result::<T>(r)
 }
