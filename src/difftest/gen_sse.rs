@@ -18,11 +18,26 @@ use super::gen::{Block, Rng, DATA_SIZE};
 
 /// Forms left out, with why.
 pub const SSE_EXCLUDED: &[(&str, &str)] = &[
-    ("Rcpps", "approximation: the bits differ between CPU generations"),
-    ("Rcpss", "approximation: the bits differ between CPU generations"),
-    ("Rsqrtps", "approximation: the bits differ between CPU generations"),
-    ("Rsqrtss", "approximation: the bits differ between CPU generations"),
-    ("Ldmxcsr", "MXCSR is set by the prologue (a random value could #GP)"),
+    (
+        "Rcpps",
+        "approximation: the bits differ between CPU generations",
+    ),
+    (
+        "Rcpss",
+        "approximation: the bits differ between CPU generations",
+    ),
+    (
+        "Rsqrtps",
+        "approximation: the bits differ between CPU generations",
+    ),
+    (
+        "Rsqrtss",
+        "approximation: the bits differ between CPU generations",
+    ),
+    (
+        "Ldmxcsr",
+        "MXCSR is set by the prologue (a random value could #GP)",
+    ),
     ("Stmxcsr", "MXCSR is stored by the epilogue"),
     ("Maskmovdqu", "implicit [rdi] store outside the data page"),
 ];
@@ -106,7 +121,15 @@ fn mem(rng: &mut Rng, bits: u32) -> MemoryOperand {
     let bytes = u64::from(bits / 8).max(1);
     let slots = (DATA_SIZE - BODY_DATA) / bytes;
     let disp = (BODY_DATA + bytes * rng.below(slots)) as i64;
-    MemoryOperand::new(Register::R15, Register::None, 1, disp, 8, false, Register::None)
+    MemoryOperand::new(
+        Register::R15,
+        Register::None,
+        1,
+        disp,
+        8,
+        false,
+        Register::None,
+    )
 }
 
 fn build(form: &Form, rng: &mut Rng, regs_only: bool) -> Option<Instruction> {
@@ -299,9 +322,23 @@ impl SseGenerator {
 
 /// Interesting single and double bit patterns.
 const F32S: &[u32] = &[
-    0x0000_0000, 0x8000_0000, 0x3f80_0000, 0xbf80_0000, 0x7f80_0000, 0xff80_0000, 0x7fc0_0000,
-    0xffc0_0000, 0x7fa0_0001, 0x0000_0001, 0x807f_ffff, 0x0080_0000, 0x7f7f_ffff, 0x4f00_0000,
-    0xcf00_0000, 0x3f00_0000, 0x4b80_0000,
+    0x0000_0000,
+    0x8000_0000,
+    0x3f80_0000,
+    0xbf80_0000,
+    0x7f80_0000,
+    0xff80_0000,
+    0x7fc0_0000,
+    0xffc0_0000,
+    0x7fa0_0001,
+    0x0000_0001,
+    0x807f_ffff,
+    0x0080_0000,
+    0x7f7f_ffff,
+    0x4f00_0000,
+    0xcf00_0000,
+    0x3f00_0000,
+    0x4b80_0000,
 ];
 const F64S: &[u64] = &[
     0,
@@ -359,8 +396,22 @@ mod tests {
         let g = SseGenerator::new();
         let names: Vec<&str> = g.forms.iter().map(|f| f.name.as_str()).collect();
         for want in [
-            "Addps", "Sqrtsd", "Cmpps", "Comisd", "Cvtsi2ss", "Cvttpd2dq", "Paddusb", "Pmaddwd",
-            "Psrlw", "Pshufd", "Packsswb", "Pinsrw", "Movq", "Movhps", "Movmskpd", "Shufps",
+            "Addps",
+            "Sqrtsd",
+            "Cmpps",
+            "Comisd",
+            "Cvtsi2ss",
+            "Cvttpd2dq",
+            "Paddusb",
+            "Pmaddwd",
+            "Psrlw",
+            "Pshufd",
+            "Packsswb",
+            "Pinsrw",
+            "Movq",
+            "Movhps",
+            "Movmskpd",
+            "Shufps",
         ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }

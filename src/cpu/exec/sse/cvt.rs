@@ -23,7 +23,11 @@ fn to_int<T: Fmt>(ctx: &mut Ctx, v: u64, width: usize, trunc: bool) -> u64 {
         return indefinite;
     }
     let v = ctx.input_daz::<T>(v);
-    let round = if trunc { Round::TowardZero } else { ctx.round() };
+    let round = if trunc {
+        Round::TowardZero
+    } else {
+        ctx.round()
+    };
     let mut exact = false;
     let r = to_f::<T>(v).to_i128_r(width, round, &mut exact);
     if r.status.contains(Status::INVALID_OP) {
@@ -210,22 +214,30 @@ pub fn cvtdq2pd(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
 
 /// CVTPS2DQ.
 pub fn cvtps2dq(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
-    packed(cpu, i, false, (32, 32, 4), |c, v| to_int::<F32>(c, v, 32, false))
+    packed(cpu, i, false, (32, 32, 4), |c, v| {
+        to_int::<F32>(c, v, 32, false)
+    })
 }
 
 /// CVTTPS2DQ.
 pub fn cvttps2dq(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
-    packed(cpu, i, false, (32, 32, 4), |c, v| to_int::<F32>(c, v, 32, true))
+    packed(cpu, i, false, (32, 32, 4), |c, v| {
+        to_int::<F32>(c, v, 32, true)
+    })
 }
 
 /// CVTPD2DQ: two doubles → two dwords, high qword zeroed.
 pub fn cvtpd2dq(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
-    packed(cpu, i, false, (64, 32, 2), |c, v| to_int::<F64>(c, v, 32, false))
+    packed(cpu, i, false, (64, 32, 2), |c, v| {
+        to_int::<F64>(c, v, 32, false)
+    })
 }
 
 /// CVTTPD2DQ.
 pub fn cvttpd2dq(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
-    packed(cpu, i, false, (64, 32, 2), |c, v| to_int::<F64>(c, v, 32, true))
+    packed(cpu, i, false, (64, 32, 2), |c, v| {
+        to_int::<F64>(c, v, 32, true)
+    })
 }
 
 #[cfg(test)]
@@ -246,12 +258,21 @@ mod tests {
         assert_eq!(to_int::<F32>(&mut c, 2.5f32.to_bits().into(), 32, false), 2);
         assert_eq!(c.post, super::super::fp::mx::PE);
         let mut c = ctx();
-        assert_eq!(to_int::<F32>(&mut c, (-2.5f32).to_bits().into(), 32, true), 0xffff_fffe);
+        assert_eq!(
+            to_int::<F32>(&mut c, (-2.5f32).to_bits().into(), 32, true),
+            0xffff_fffe
+        );
         let mut c = ctx();
-        assert_eq!(to_int::<F64>(&mut c, 3e9f64.to_bits(), 32, false), 0x8000_0000);
+        assert_eq!(
+            to_int::<F64>(&mut c, 3e9f64.to_bits(), 32, false),
+            0x8000_0000
+        );
         assert_eq!(c.pre, super::super::fp::mx::IE);
         let mut c = ctx();
-        assert_eq!(to_int::<F64>(&mut c, 3e9f64.to_bits(), 64, false), 3_000_000_000);
+        assert_eq!(
+            to_int::<F64>(&mut c, 3e9f64.to_bits(), 64, false),
+            3_000_000_000
+        );
         let mut c = ctx();
         assert_eq!(to_int::<F64>(&mut c, u64::MAX, 64, false), 1 << 63);
     }

@@ -330,7 +330,11 @@ pub fn arith<T: Fmt>(ctx: &mut Ctx, a: u64, b: u64, op: Op) -> u64 {
     let b = to_f::<T>(ctx.input_daz::<T>(b));
     let round = ctx.round();
     let r = op.apply(a, b, round);
-    if denormal && !r.status.intersects(Status::INVALID_OP | Status::DIV_BY_ZERO) {
+    if denormal
+        && !r
+            .status
+            .intersects(Status::INVALID_OP | Status::DIV_BY_ZERO)
+    {
         ctx.pre |= mx::DE;
     }
     let r = fix_overflow::<T>(r, || op.apply_half(a, b, round));
@@ -408,11 +412,7 @@ pub fn minmax<T: Fmt>(ctx: &mut Ctx, a: u64, b: u64, max: bool) -> u64 {
 /// CMPcc predicate 0..7 (EQ LT LE UNORD NEQ NLT NLE ORD): all ones or zero. LT/LE/NLT/NLE
 /// raise IE on any NaN, the others only on an SNaN.
 pub fn cmp_pred<T: Fmt>(ctx: &mut Ctx, a: u64, b: u64, pred: u32) -> u64 {
-    let ones = if T::BITS == 32 {
-        0xffff_ffff
-    } else {
-        u64::MAX
-    };
+    let ones = if T::BITS == 32 { 0xffff_ffff } else { u64::MAX };
     let nan = is_nan::<T>(a) || is_nan::<T>(b);
     if nan {
         let signals = matches!(pred & 7, 1 | 2 | 5 | 6);
@@ -467,7 +467,11 @@ mod tests {
         let mut c = ctx(0x1f80 | (1 << 13));
         assert_eq!(arith::<F32>(&mut c, m1, tiny, Op::Add), m1, "toward -inf");
         let mut c = ctx(0x1f80 | (3 << 13));
-        assert_eq!(arith::<F32>(&mut c, m1, tiny, Op::Add), 0xbf7f_ffff, "toward zero");
+        assert_eq!(
+            arith::<F32>(&mut c, m1, tiny, Op::Add),
+            0xbf7f_ffff,
+            "toward zero"
+        );
         // x - x is +0, except -0 when rounding toward -inf.
         let mut c = ctx(0x1f80 | (1 << 13));
         assert_eq!(arith::<F32>(&mut c, one, one, Op::Sub), F32::SIGN);

@@ -133,7 +133,9 @@ pub fn pxor(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
 
 /// PMULUDQ: the low dwords of each qword multiplied to 64 bits.
 pub fn pmuludq(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
-    bin(cpu, i, |x, y| map2(x, y, 64, |a, b| (a & 0xffff_ffff) * (b & 0xffff_ffff)))
+    bin(cpu, i, |x, y| {
+        map2(x, y, 64, |a, b| (a & 0xffff_ffff) * (b & 0xffff_ffff))
+    })
 }
 
 /// PMADDWD: signed word products, adjacent pairs summed to dwords.

@@ -94,7 +94,9 @@ fn src_imm(cpu: &mut Cpu, i: &Instruction) -> Res<(u128, u32)> {
 /// PSHUFD: dword k ← source dword imm[2k+1:2k].
 pub fn pshufd(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let (b, imm) = src_imm(cpu, i)?;
-    let r = (0..4).fold(0, |r, k| with_lane(r, 32, k, lane(b, 32, (imm >> (2 * k)) & 3)));
+    let r = (0..4).fold(0, |r, k| {
+        with_lane(r, 32, k, lane(b, 32, (imm >> (2 * k)) & 3))
+    });
     set_xmm(cpu, i, 0, r);
     Ok(())
 }

@@ -74,7 +74,10 @@ fn moves_and_alignment() {
     assert_eq!(g.read_u64(DATA + 9), (v >> 64) as u64);
     one(&mut g, |a| a.movdqu(xmm2, xmmword_ptr(rax))).unwrap();
     assert_eq!(x(&g, 2), v);
-    assert_eq!(one(&mut g, |a| a.movaps(xmm3, xmmword_ptr(rax))), Err(gp(0)));
+    assert_eq!(
+        one(&mut g, |a| a.movaps(xmm3, xmmword_ptr(rax))),
+        Err(gp(0))
+    );
     assert_eq!(one(&mut g, |a| a.paddb(xmm3, xmmword_ptr(rax))), Err(gp(0)));
     assert_eq!(x(&g, 3), 0);
     // Scalar moves: register form merges, load zero-extends.
@@ -196,10 +199,7 @@ fn fp_arith_and_flags() {
     g.cpu.state.fpu.mxcsr = 0x1f80 & !(mx::ZE << 7);
     let before = x(&g, 3);
     one(&mut g, |a| a.movhlps(xmm5, xmm4)).unwrap();
-    assert_eq!(
-        one(&mut g, |a| a.divsd(xmm3, xmm5)),
-        Err(exc(super::XM))
-    );
+    assert_eq!(one(&mut g, |a| a.divsd(xmm3, xmm5)), Err(exc(super::XM)));
     assert_eq!(x(&g, 3), before);
     assert_eq!(g.cpu.state.fpu.mxcsr & 0x3f, mx::ZE);
     g.cpu.state.cr4 &= !cr4::OSXMMEXCPT;
