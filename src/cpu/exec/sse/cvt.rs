@@ -63,7 +63,7 @@ fn s2d(ctx: &mut Ctx, v: u64) -> u64 {
 }
 
 /// Double → single (rounded by MXCSR; NaNs by hand).
-fn d2s(ctx: &mut Ctx, v: u64) -> u64 {
+pub(super) fn d2s(ctx: &mut Ctx, v: u64) -> u64 {
     if is_nan::<F64>(v) {
         if is_snan::<F64>(v) {
             ctx.invalid();
@@ -77,6 +77,9 @@ fn d2s(ctx: &mut Ctx, v: u64) -> u64 {
         FloatConvert::convert_r(to_f::<F64>(v), round, &mut loses);
     let r = fp::fix_overflow::<F32>(r, || {
         FloatConvert::convert_r(to_f::<F64>(v).scalbn(-1), round, &mut loses)
+    });
+    let r = fp::fix_tiny::<F32>(r, || {
+        FloatConvert::convert_r(to_f::<F64>(v).scalbn(1), round, &mut loses)
     });
     ctx.result::<F32>(r)
 }

@@ -12,9 +12,10 @@
 //! otherwise an unmasked post-computation one (OE, UE, PE) also faults. In both cases the
 //! caller leaves the destination unchanged.
 //!
-//! Known difference: apfloat decides tininess after rounding to the denormal precision, x86
-//! after rounding to the full precision, so a result that rounds up to exactly the smallest
-//! normal can miss UE (and FTZ) where the hardware raises it.
+//! Two places where apfloat's IEEE reading differs from x86's are patched by redoing the
+//! operation on scaled inputs: overflow under a rounding that clamps to the largest finite
+//! value ([`fix_overflow`]) and tininess after rounding ([`fix_tiny`]). `host_oracle` checks
+//! both against the host CPU.
 
 use rustc_apfloat::ieee::{Double, Single};
 use rustc_apfloat::{Float, Round, Status, StatusAnd};
@@ -283,12 +284,42 @@ impl Op {
         }
     }
 
-    /// The same operation with the exact result halved (no overflow possible any more).
-    fn apply_half<F: Float>(self, a: F, b: F, r: Round) -> StatusAnd<F> {
+    /// The same operation with the exact result scaled by 2^`e` (exact for |e| = 1 near the
+    /// range edges this is used at).
+    fn apply_scaled<F: Float>(self, a: F, b: F, r: Round, e: i32) -> StatusAnd<F> {
         match self {
-            Op::Add | Op::Sub => self.apply(a.scalbn(-1), b.scalbn(-1), r),
-            Op::Mul | Op::Div => self.apply(a.scalbn(-1), b, r),
+            Op::Add | Op::Sub => self.apply(a.scalbn(e), b.scalbn(e), r),
+            // Doubling the smaller factor of a tiny product cannot overflow.
+            Op::Mul if e > 0 && b.abs() < a.abs() => self.apply(a, b.scalbn(e), r),
+            Op::Mul | Op::Div => self.apply(a.scalbn(e), b, r),
         }
+    }
+}
+
+/// apfloat decides tininess after rounding to the denormal precision, x86 after rounding to
+/// the full precision with an unbounded exponent: a result that rounds up to exactly ±MIN_NORMAL
+/// is tiny for x86 when the full-precision rounding stays below it. Redo the operation on
+/// doubled inputs (`twice`): tiny iff that result is still below 2·MIN_NORMAL; then report
+/// UNDERFLOW so FTZ and UE behave as the hardware's.
+pub fn fix_tiny<T: Fmt>(
+    r: StatusAnd<T::F>,
+    twice: impl FnOnce() -> StatusAnd<T::F>,
+) -> StatusAnd<T::F> {
+    let min_normal = T::FRAC + 1;
+    let bits = from_f::<T>(r.value);
+    if bits & !T::SIGN != min_normal
+        || !r.status.contains(Status::INEXACT)
+        || r.status.contains(Status::UNDERFLOW)
+    {
+        return r;
+    }
+    if from_f::<T>(twice().value) & T::EXP == min_normal {
+        StatusAnd {
+            status: r.status | Status::UNDERFLOW,
+            value: r.value,
+        }
+    } else {
+        r
     }
 }
 
@@ -337,7 +368,8 @@ pub fn arith<T: Fmt>(ctx: &mut Ctx, a: u64, b: u64, op: Op) -> u64 {
     {
         ctx.pre |= mx::DE;
     }
-    let r = fix_overflow::<T>(r, || op.apply_half(a, b, round));
+    let r = fix_overflow::<T>(r, || op.apply_scaled(a, b, round, -1));
+    let r = fix_tiny::<T>(r, || op.apply_scaled(a, b, round, 1));
     ctx.result::<T>(r)
 }
 
@@ -508,6 +540,24 @@ mod tests {
         let mut c = ctx(0x1f80 | (2 << 13));
         assert_eq!(arith::<F32>(&mut c, below, tiny, Op::Add), below + 1);
         assert_eq!(c.post, mx::PE);
+    }
+
+    #[test]
+    fn tininess_after_rounding_like_x86() {
+        // (1 - 2^-24) * MIN_NORMAL rounds to MIN_NORMAL, but is tiny with an unbounded exponent.
+        let a = 0x3f7f_ffffu64;
+        let min = 0x0080_0000u64;
+        let mut c = ctx(0x1f80);
+        assert_eq!(arith::<F32>(&mut c, a, min, Op::Mul), min);
+        assert_eq!(c.post, mx::UE | mx::PE);
+        let mut c = ctx(0x1f80 | mx::FZ);
+        assert_eq!(arith::<F32>(&mut c, a, min, Op::Mul), 0);
+        assert_eq!(c.post, mx::UE | mx::PE);
+        // 1.5 * MIN_NORMAL / 1.5 is exact: no underflow.
+        let mut c = ctx(0x1f80);
+        let x = arith::<F32>(&mut c, 0x3fc0_0000, min, Op::Mul);
+        assert_eq!(arith::<F32>(&mut c, x, 0x3fc0_0000, Op::Div), min);
+        assert_eq!(c.post, 0);
     }
 
     #[test]
