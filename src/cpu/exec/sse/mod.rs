@@ -183,6 +183,8 @@ pub fn sx(v: u64, bits: u32) -> i64 {
     ((v << sh) as i64) >> sh
 }
 
+#[cfg(test)]
+mod fp_tests;
 #[cfg(all(test, target_arch = "x86_64"))]
 mod host_oracle;
 #[cfg(test)]
