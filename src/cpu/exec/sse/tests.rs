@@ -268,3 +268,44 @@ fn program_through_run_loop() {
     assert_eq!(g.gpr(1), 0);
     assert_eq!(g.gpr(2), 2);
 }
+
+#[test]
+fn page_crossing_store_is_all_or_nothing() {
+    let mut g = guest();
+    // Unmap the second 2 MiB page; a 16-byte store starting 8 bytes before it must fault
+    // without writing the first half.
+    g.write_u64(crate::cpu::tests::PT + 0x2000 + 8, 0);
+    g.write_u64(0x1f_fff8, 0x1111);
+    setx(&mut g, 1, u128::MAX);
+    g.cpu.state.gpr[0] = 0x1f_fff8;
+    let r = one(&mut g, |a| a.movdqu(xmmword_ptr(rax), xmm1));
+    assert!(
+        matches!(
+            r,
+            Err(Fault::Exception {
+                vector: vec::PF,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(g.read_u64(0x1f_fff8), 0x1111);
+}
+
+#[test]
+fn protected_mode_32bit() {
+    let mut g = Guest::new();
+    let code = asm(32, |a| {
+        a.movdqu(xmm0, xmmword_ptr(0x3_0000))?;
+        a.paddd(xmm0, xmm0)?;
+        a.movups(xmmword_ptr(0x3_0010), xmm0)?;
+        a.hlt()
+    });
+    g.set_flat32(&code);
+    g.cpu.state.cr4 |= cr4::OSFXSR;
+    g.write_u64(DATA, 0x0000_0002_0000_0001);
+    g.write_u64(DATA + 8, 0x8000_0000_ffff_ffff);
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.read_u64(DATA + 0x10), 0x0000_0004_0000_0002);
+    assert_eq!(g.read_u64(DATA + 0x18), 0x0000_0000_ffff_fffe);
+}
