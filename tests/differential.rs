@@ -4,7 +4,7 @@
 
 use kemu::difftest::gen::{Generator, Rng};
 use kemu::difftest::harness::{Harness, Start, CODE};
-use kemu::difftest::{run_campaign, DiffError};
+use kemu::difftest::{run_campaign, run_sse_campaign, DiffError};
 
 const DEFAULT_SEED: u64 = 0x6b65_6d75;
 const BLOCKS: usize = 10_000;
@@ -53,6 +53,27 @@ fn tcg_matches_kvm_on_random_blocks() {
 #[test]
 fn tcg_matches_kvm_instruction_by_instruction() {
     campaign(2, 1);
+}
+
+/// SSE/SSE2 blocks: XMM registers and MXCSR (random rounding mode, FTZ, DAZ) compared
+/// through the data page.
+#[test]
+fn tcg_matches_kvm_on_sse_blocks() {
+    if !kvm_present() {
+        println!("SKIPPED (no /dev/kvm)");
+        return;
+    }
+    let base = env_u64("KEMU_DIFF_SEED").unwrap_or(DEFAULT_SEED);
+    let seed = base ^ 0x55e;
+    let blocks = env_u64("KEMU_DIFF_BLOCKS").map_or(BLOCKS / 5, |b| b as usize);
+    println!("differential SSE: KEMU_DIFF_SEED={base:#x} (campaign seed {seed:#x}), {blocks} blocks x 20");
+    let mut h = Harness::new().unwrap();
+    let t0 = std::time::Instant::now();
+    match run_sse_campaign(&mut h, seed, blocks, 20) {
+        Ok(n) => println!("{n} SSE instructions compared in {:?}", t0.elapsed()),
+        Err(DiffError::Mismatch(m)) => panic!("replay with KEMU_DIFF_SEED={base:#x}\n{m}"),
+        Err(e) => panic!("replay with KEMU_DIFF_SEED={base:#x}: {e}"),
+    }
 }
 
 fn campaign(len: usize, salt: u64) {

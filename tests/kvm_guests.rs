@@ -33,6 +33,12 @@ fn cpl3_workload_on_the_host_cpu() {
     run_guest("cpl3.bin", "cpl3", 1, "1");
 }
 
+/// The SSE guest's arithmetic runs at CPL 3, natively on the host CPU under PVM.
+#[test]
+fn sse_results_on_the_host_cpu() {
+    run_guest("sse.bin", "sse", 1, "1");
+}
+
 #[test]
 fn smp2_both_cpus_report_in() {
     run_guest("smp.bin", "smp", 1, "2");

@@ -23,6 +23,13 @@ fn cpl3_workload() {
     run_guest("tcg", "cpl3.bin", "cpl3", 1, "1");
 }
 
+/// SSE/SSE2 results (rounding modes, MXCSR flags, NaNs, FTZ/DAZ, integer ops) computed at
+/// CPL 3; `sse.expected` is what the host CPU computes (the same guest under KVM).
+#[test]
+fn sse_results() {
+    run_guest("tcg", "sse.bin", "sse", 1, "1");
+}
+
 #[test]
 fn resets_with_no_reboot() {
     run_guest("tcg", "reset_kbc.bin", "reset_kbc", 0, "1");

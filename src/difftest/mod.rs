@@ -1,6 +1,7 @@
 //! Differential checking of the software CPU against the host CPU (through `/dev/kvm`).
 //!
-//! [`gen`] produces seeded random blocks of integer instructions; [`harness`] runs each block
+//! [`gen`] produces seeded random blocks of integer instructions, [`gen_sse`] of SSE/SSE2 ones
+//! (run by [`run_sse_campaign`]); [`harness`] runs each block
 //! at CPL 3 on KVM (where, under PVM, user code runs natively on the host CPU: the oracle) and on
 //! our software CPU from the same start state and compares the results. [`run_campaign`] ties
 //! them together: a seed in, a count of compared instructions or the first [`Mismatch`] out
@@ -9,15 +10,17 @@
 //!
 //! Compared after each block: the 16 GPRs, the arithmetic flags the last writers left defined,
 //! RIP at the end marker, and the data and stack pages. Not covered: string instructions,
-//! CALL/RET/ENTER/LEAVE/PUSHF/POPF, control flow inside a block, x87/SSE/AVX, system and
+//! CALL/RET/ENTER/LEAVE/PUSHF/POPF, control flow inside a block, x87/AVX, system and
 //! privileged instructions, exceptions and their delivery (everything runs at CPL 3 with no
 //! IDT), segment overrides, data operands other than `[r15 + disp]` / `[r15 + idx*1,2,4 +
 //! disp]` (LEA uses any base+index*scale+disp), page-crossing accesses and LOCK.
 
 pub mod gen;
+pub mod gen_sse;
 pub mod harness;
 
 use gen::{Block, Generator, Rng};
+use gen_sse::{fp_patterns, SseBlock, SseGenerator};
 use harness::{Harness, HarnessError, Start, CODE};
 
 /// The first block on which the two CPUs disagreed: enough to replay and read it.
@@ -142,6 +145,70 @@ fn culprit(harness: &mut Harness, block: &Block, start: &Start) -> Option<(Strin
         let (diffs, _, _) = harness.run(&prefix, start).ok()?;
         if !diffs.is_empty() {
             let ins = &body[k - 1];
+            let mut text = String::new();
+            IntelFormatter::new().format(ins, &mut text);
+            return Some((format!("{text}   ; {:?} (#{k})", ins.code()), diffs));
+        }
+    }
+    None
+}
+
+/// Like [`run_campaign`] for SSE/SSE2 blocks ([`gen_sse`]): the data page gets FP-interesting
+/// values, MXCSR a random rounding mode, FTZ and DAZ. Returns the number of
+/// body instructions compared.
+pub fn run_sse_campaign(
+    harness: &mut Harness,
+    seed: u64,
+    blocks: usize,
+    len: usize,
+) -> Result<usize, DiffError> {
+    let generator = SseGenerator::new();
+    let mut compared = 0;
+    for index in 0..blocks {
+        let mut rng = Rng::new(block_seed(seed, index));
+        let gen_err = |e: iced_x86::IcedError| DiffError::Generate {
+            seed,
+            block: index,
+            what: e.to_string(),
+        };
+        let sse = generator.block(&mut rng, len).map_err(gen_err)?;
+        let block = sse.assemble(len, CODE).map_err(gen_err)?;
+        let mut start = Start::random(&mut rng);
+        // XMM loads and memory operands alike see FP-interesting values.
+        fp_patterns(&mut rng, &mut start.data[..gen::DATA_SIZE as usize]);
+        let (diffs, _, _) = harness
+            .run(&block, &start)
+            .map_err(|source| DiffError::Harness {
+                seed,
+                block: index,
+                source,
+            })?;
+        if !diffs.is_empty() {
+            return Err(DiffError::Mismatch(Box::new(Mismatch {
+                seed,
+                block: index,
+                disassembly: block.disassembly(),
+                culprit: sse_culprit(harness, &sse, &start),
+                diffs,
+            })));
+        }
+        compared += sse.body.len();
+    }
+    Ok(compared)
+}
+
+/// The shortest body prefix (with prologue and epilogue) on which the sides differ.
+fn sse_culprit(
+    harness: &mut Harness,
+    sse: &SseBlock,
+    start: &Start,
+) -> Option<(String, Vec<String>)> {
+    use iced_x86::{Formatter, IntelFormatter};
+    for k in 1..=sse.body.len() {
+        let prefix = sse.assemble(k, CODE).ok()?;
+        let (diffs, _, _) = harness.run(&prefix, start).ok()?;
+        if !diffs.is_empty() {
+            let ins = &sse.body[k - 1];
             let mut text = String::new();
             IntelFormatter::new().format(ins, &mut text);
             return Some((format!("{text}   ; {:?} (#{k})", ins.code()), diffs));

@@ -8,6 +8,7 @@
 //! block stays valid whatever the segment base or linear alias it is reached through.
 //! A per-page bitmap tells the write path which physical pages hold translated code.
 
+pub mod sse_table;
 pub mod table;
 
 use std::collections::HashMap;

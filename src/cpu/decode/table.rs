@@ -4,7 +4,7 @@
 
 use iced_x86::{CpuidFeature, Instruction, Mnemonic as M, OpKind, Register};
 
-use super::Handler;
+use super::{sse_table, Handler};
 use crate::cpu::exec::{alu, bcd, bit, control, cpuid, msr, muldiv, shift, stack, string, system};
 use crate::cpu::fault::{ud, Res};
 use crate::cpu::Cpu;
@@ -28,6 +28,9 @@ fn reg_in(i: &Instruction, n: u32, lo: Register, hi: Register) -> bool {
 /// The semantics of `i` and whether it ends its block.
 pub fn handler_for(i: &Instruction) -> (Handler, bool) {
     if let Some(h) = alu::arith_handler(i.mnemonic(), i) {
+        return (h, false);
+    }
+    if let Some(h) = sse_table::handler(i) {
         return (h, false);
     }
     let h: Handler = match i.mnemonic() {

@@ -1,6 +1,6 @@
-//! CPUID: a GenuineIntel-compatible description of exactly what this CPU implements. No x87,
-//! no SSE; the local APIC (xAPIC: the machine provides it; no x2APIC, no TSC-deadline), PAE,
-//! PSE, PGE, TSC, MSR, CX8, CX16, CMOV, SEP, PAT, CLFSH, POPCNT,
+//! CPUID: a GenuineIntel-compatible description of exactly what this CPU implements. SSE and
+//! SSE2 (no MMX, SSE3 or later); the local APIC (xAPIC: the machine provides it; no x2APIC, no
+//! TSC-deadline), PAE, PSE, PGE, TSC, MSR, CX8, CX16, CMOV, SEP, PAT, CLFSH, POPCNT,
 //! SYSCALL, NX, LM, RDTSCP and LAHF/SAHF in 64-bit mode.
 
 use iced_x86::Instruction;
@@ -20,7 +20,9 @@ const LEAF1_EDX: u32 = (1 << 3) // PSE
     | (1 << 13) // PGE
     | (1 << 15) // CMOV
     | (1 << 16) // PAT
-    | (1 << 19); // CLFSH
+    | (1 << 19) // CLFSH
+    | (1 << 25) // SSE
+    | (1 << 26); // SSE2
 /// Leaf 1 ECX feature bits.
 const LEAF1_ECX: u32 = (1 << 13) // CMPXCHG16B
     | (1 << 23); // POPCNT
