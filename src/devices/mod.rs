@@ -15,12 +15,14 @@ pub mod i8042;
 pub mod ioapic;
 #[cfg(test)]
 mod layout_tests;
+pub mod pci_bar;
 pub mod pci_host;
 pub mod pic;
 pub mod pit;
 pub mod port61;
 pub mod port80;
 pub mod serial;
+pub mod virtio;
 
 pub use bus::{Bus, BusError};
 
