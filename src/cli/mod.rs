@@ -14,7 +14,7 @@ pub use qemu_args::{normalize, ArgError};
 pub use values::{parse_mem, parse_size, parse_smp, DeviceSpec, ValueError};
 
 use crate::accel::kvm::KvmAccel;
-use crate::machine::{AccelKind, KernelSource, MachineConfig, SerialConfig};
+use crate::machine::{AccelKind, DriveConfig, KernelSource, MachineConfig, SerialConfig};
 
 /// kemu: an x86-64 PC emulator (KVM or its own software CPU). Options use QEMU's spelling.
 #[derive(Debug, Parser)]
@@ -76,6 +76,16 @@ struct Args {
     /// Write traces to this file instead of stderr.
     #[arg(long = "D")]
     log_file: Option<PathBuf>,
+    /// A disk: file=F[,format=raw|qcow2][,if=virtio][,cache=writeback|none|writethrough|
+    /// directsync|unsafe][,readonly=on|off][,snapshot=on|off] (virtio-blk).
+    #[arg(long)]
+    drive: Vec<String>,
+    /// A disk image on virtio-blk (same as -drive file=F).
+    #[arg(long)]
+    hda: Option<PathBuf>,
+    /// Write to throw-away overlays; disk images are never written.
+    #[arg(long)]
+    snapshot: bool,
     /// Print help.
     #[arg(long, alias = "h")]
     help: bool,
@@ -223,6 +233,21 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
         cfg.trace = values::parse_trace(t)?;
     }
     cfg.log_file = a.log_file;
+    if let Some(path) = a.hda {
+        cfg.drives.push(DriveConfig {
+            path,
+            format: None,
+            read_only: false,
+            snapshot: false,
+            cache: Default::default(),
+        });
+    }
+    for d in &a.drive {
+        cfg.drives.push(values::parse_drive(d)?);
+    }
+    for d in &mut cfg.drives {
+        d.snapshot |= a.snapshot;
+    }
     Ok(cfg)
 }
 
@@ -298,6 +323,26 @@ mod tests {
         assert_eq!(c.cmdline, "console=ttyS0");
         assert!(c.no_reboot);
         assert_eq!(c.debug_exit.unwrap().iobase, 0xf4);
+    }
+
+    #[test]
+    fn disks() {
+        let c = cfg(&[
+            "-kernel",
+            "k",
+            "-hda",
+            "a.img",
+            "-drive",
+            "file=b.qcow2,format=qcow2,if=virtio,readonly=on",
+            "-snapshot",
+        ])
+        .unwrap();
+        assert_eq!(c.drives.len(), 2);
+        assert_eq!(c.drives[0].path, PathBuf::from("a.img"));
+        assert!(c.drives.iter().all(|d| d.snapshot));
+        assert!(c.drives[1].read_only);
+        let e = cfg(&["-kernel", "k", "-drive", "file=x,if=ide"]).unwrap_err();
+        assert!(one_line(&e).contains("no IDE controller; use if=virtio"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 /// Options that take a value, as QEMU spells them (without the dash).
 pub const VALUE_OPTIONS: &[&str] = &[
     "accel", "m", "smp", "kernel", "initrd", "append", "display", "serial", "device", "machine",
-    "M", "cpu", "d", "D",
+    "M", "cpu", "d", "D", "drive", "hda",
 ];
 
 /// Options that are flags.
@@ -15,6 +15,7 @@ pub const FLAG_OPTIONS: &[&str] = &[
     "nographic",
     "no-reboot",
     "enable-kvm",
+    "snapshot",
     "help",
     "h",
     "version",

@@ -11,10 +11,12 @@ pub mod boot;
 mod config;
 pub mod console;
 mod control;
+mod drive;
 mod io;
 mod legacy_irq;
 pub mod memory;
 mod pc;
+mod pci;
 mod trace;
 mod vcpu_loop;
 
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use std::thread;
 
 pub use config::{
-    AccelKind, DebugExitConfig, KernelSource, MachineConfig, SerialConfig, TraceFlags,
+    AccelKind, DebugExitConfig, DriveConfig, KernelSource, MachineConfig, SerialConfig, TraceFlags,
 };
 pub use control::{Control, Outcome};
 pub use io::MachineIo;
@@ -53,6 +55,14 @@ pub enum MachineError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A disk image could not be opened.
+    #[error("disk image '{path}': {source}")]
+    Drive {
+        /// The image (or `-snapshot` overlay) path.
+        path: std::path::PathBuf,
+        /// What the block layer said.
+        source: crate::block::BlockError,
+    },
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
@@ -75,8 +85,14 @@ pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
     let trace = trace::Trace::open(&config)?;
     let (image, initrd) = read_inputs(&config)?;
     let host_console = pc::HostConsole::open(&config)?;
+    let disks = drive::open_drives(&config.drives)?;
     loop {
-        let outcome = run_once(&config, &image, initrd.as_deref(), &host_console, &trace)?;
+        let inputs = Inputs {
+            image: &image,
+            initrd: initrd.as_deref(),
+            disks: &disks,
+        };
+        let outcome = run_once(&config, &inputs, &host_console, &trace)?;
         match outcome {
             Outcome::Reset if !config.no_reboot => {
                 log::info!("guest reset: rebuilding the machine");
@@ -120,11 +136,17 @@ fn open_accel(kind: AccelKind) -> Result<OpenedAccel, MachineError> {
     })
 }
 
+/// What a power cycle starts from, read or opened once per run.
+struct Inputs<'a> {
+    image: &'a [u8],
+    initrd: Option<&'a [u8]>,
+    disks: &'a [drive::SharedDisk],
+}
+
 /// One power cycle: build everything, run until the first event that ends the run.
 fn run_once(
     config: &MachineConfig,
-    image: &[u8],
-    initrd: Option<&[u8]>,
+    inputs: &Inputs<'_>,
     host_console: &pc::HostConsole,
     trace: &Arc<trace::Trace>,
 ) -> Result<Outcome, MachineError> {
@@ -133,11 +155,11 @@ fn run_once(
     accel.map_ram(&ram)?;
     let boot_cfg = boot::BootConfig {
         cmdline: config.cmdline.clone(),
-        initrd: initrd.map(<[u8]>::to_vec),
+        initrd: inputs.initrd.map(<[u8]>::to_vec),
         ram_size: config.ram_size,
         cpus: config.cpus,
     };
-    let setup = boot::load_kernel(&ram, image, &boot_cfg)?;
+    let setup = boot::load_kernel(&ram, inputs.image, &boot_cfg)?;
     log::info!(
         "booting via {:?} at {:#x} in {}",
         setup.method,
@@ -159,14 +181,10 @@ fn run_once(
     let chip = legacy
         .as_ref()
         .map_or_else(|| accel.irq_chip(), |l| l.chip());
-    let io = Arc::new(pc::build_devices(
-        config,
-        pio,
-        chip,
-        &control,
-        host_console,
-        trace,
-    )?);
+    let (mut io, pci_host) =
+        pc::build_devices(config, pio, chip.clone(), &control, host_console, trace)?;
+    pci::add_disks(&mut io, &pci_host, &chip, &ram, inputs.disks, &config.drives)?;
+    let io = Arc::new(io);
     let stats = Arc::new(ExitStats::new(config.cpus));
     let ctx = VcpuContext {
         ram: ram.clone(),

@@ -160,7 +160,7 @@ impl IrqLine for Gsi {
     }
 }
 
-fn line(chip: &Arc<dyn IrqChip>, gsi: u32) -> Arc<dyn IrqLine> {
+pub(super) fn line(chip: &Arc<dyn IrqChip>, gsi: u32) -> Arc<dyn IrqLine> {
     Arc::new(Gsi {
         chip: chip.clone(),
         gsi,
@@ -171,9 +171,9 @@ pub fn bus_err(e: BusError) -> MachineError {
     MachineError::Failed(format!("device layout: {e}"))
 }
 
-/// Build the PC's devices and the buses they sit on.
 /// Build the PC's devices on `pio` (which may already hold the interrupt controllers) with
-/// their interrupt lines on `chip`.
+/// their interrupt lines on `chip`. Returns the buses and the PCI host, which
+/// `machine::pci` plugs the PCI functions into.
 pub fn build_devices(
     config: &MachineConfig,
     mut pio: Bus,
@@ -181,7 +181,7 @@ pub fn build_devices(
     control: &Arc<Control>,
     console: &HostConsole,
     trace: &Arc<Trace>,
-) -> Result<MachineIo, MachineError> {
+) -> Result<(MachineIo, Arc<Mutex<PciHost>>), MachineError> {
     let events: Arc<dyn SystemEvents> = control.clone();
 
     let com1 = Arc::new(Mutex::new(Com1::new(
@@ -226,9 +226,9 @@ pub fn build_devices(
     pio.insert(Arc::new(Mutex::new(pm)), u64::from(PM_BASE), PM_LEN)
         .map_err(bus_err)?;
 
-    let pci = PciHost::new(events.clone());
+    let pci = Arc::new(Mutex::new(PciHost::new(events.clone())));
     pio.insert(
-        Arc::new(Mutex::new(pci)),
+        pci.clone(),
         u64::from(PCI_HOST_BASE),
         PCI_HOST_LEN,
     )
@@ -243,8 +243,9 @@ pub fn build_devices(
         .map_err(bus_err)?;
     }
 
-    Ok(MachineIo {
+    let io = MachineIo {
         pio,
         mmio: Bus::new(),
-    })
+    };
+    Ok((io, pci))
 }
