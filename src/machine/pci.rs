@@ -89,6 +89,6 @@ mod tests {
         assert_eq!(intx_gsi(1, 0), 11);
         assert_eq!(intx_gsi(2, 0), 10);
         assert_eq!(intx_gsi(1, 1), 10);
-        assert_eq!(intx_gsi(31, 3), 11);
+        assert_eq!(intx_gsi(31, 3), 10);
     }
 }
