@@ -178,7 +178,10 @@ fn reads_writes_and_flushes_on_raw_and_qcow2() {
             let what = format!("{accel} {maker} {format}");
             assert_line(&r, "virtio_blk: capacity 2048 sectors");
             assert_line(&r, "virtio_blk: read sectors 0-7 status 0");
-            assert_line(&r, &format!("virtio_blk: checksum of sectors 0-7: {want_sum}"));
+            assert_line(
+                &r,
+                &format!("virtio_blk: checksum of sectors 0-7: {want_sum}"),
+            );
             assert_line(&r, "virtio_blk: id 'kemu-disk0' status 0");
             assert_line(&r, "virtio_blk: write sector 5 status 0");
             assert_line(&r, "virtio_blk: flush status 0");
@@ -191,7 +194,10 @@ fn reads_writes_and_flushes_on_raw_and_qcow2() {
             let got = contents(&dir, &img, format);
             let mut want = data();
             want[SECTOR * 512..SECTOR * 512 + 512].copy_from_slice(&pattern());
-            assert!(got == want, "{what}: the disk is not the seed plus sector 5");
+            assert!(
+                got == want,
+                "{what}: the disk is not the seed plus sector 5"
+            );
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
@@ -208,7 +214,10 @@ fn wild_descriptors_get_ioerr_and_leave_the_image_alone() {
         assert_line(&r, "virtio_blk: read into outside RAM status 1");
         assert_line(&r, "virtio_blk: read sectors 0-7 status 0");
         assert_eq!(r.status, Some(1), "{accel}: {}", r.stderr);
-        assert!(std::fs::read(&img).unwrap() == data(), "{accel}: image changed");
+        assert!(
+            std::fs::read(&img).unwrap() == data(),
+            "{accel}: image changed"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -224,7 +233,10 @@ fn snapshot_and_readonly_never_write_the_image() {
         assert_line(&r, "virtio_blk: write sector 5 status 0");
         assert_line(&r, "virtio_blk: sector 5 reads back what was written");
         assert_eq!(r.status, Some(1), "{accel} -snapshot: {}", r.stderr);
-        assert!(std::fs::read(&img).unwrap() == data(), "{accel}: -snapshot wrote");
+        assert!(
+            std::fs::read(&img).unwrap() == data(),
+            "{accel}: -snapshot wrote"
+        );
         // readonly=on: the device says so and writes fail with IOERR.
         let drive = format!("file={},format=raw,readonly=on", img.display());
         let r = boot(accel, &drive, &[], "");
@@ -232,7 +244,10 @@ fn snapshot_and_readonly_never_write_the_image() {
         assert_line(&r, "virtio_blk: write sector 5 status 1");
         assert_line(&r, "virtio_blk: read sectors 0-7 status 0");
         assert_eq!(r.status, Some(1), "{accel} readonly: {}", r.stderr);
-        assert!(std::fs::read(&img).unwrap() == data(), "{accel}: readonly wrote");
+        assert!(
+            std::fs::read(&img).unwrap() == data(),
+            "{accel}: readonly wrote"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -279,7 +294,10 @@ fn sigkill_during_writes_leaves_a_consistent_qcow2() {
         let _ = child.wait();
         let (code, text) = tool("qemu-img", &["check", img.to_str().unwrap()]);
         // 0: clean; 3: leaked clusters only. 2 would be corruption.
-        assert!(code == 0 || code == 3, "{accel}: qemu-img check {code}: {text}");
+        assert!(
+            code == 0 || code == 3,
+            "{accel}: qemu-img check {code}: {text}"
+        );
         // The loop did write: the first sector holds a counter now.
         let got = contents(&dir, &img, "qcow2");
         assert!(got.iter().any(|&b| b != 0), "{accel}: nothing was written");
@@ -302,7 +320,12 @@ fn drive_errors_name_the_problem() {
     assert_eq!(r.status, Some(1));
     assert!(r.stderr.contains("/nonexistent/disk.img"), "{}", r.stderr);
     let r = kemu(
-        &["-kernel", g.to_str().unwrap(), "-drive", "file=x.img,if=ide"],
+        &[
+            "-kernel",
+            g.to_str().unwrap(),
+            "-drive",
+            "file=x.img,if=ide",
+        ],
         Duration::from_secs(30),
     );
     assert_eq!(r.status, Some(1));

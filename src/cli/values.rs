@@ -205,7 +205,9 @@ fn split_escaped(value: &str) -> Vec<String> {
         match c {
             ',' if chars.peek() == Some(&',') => {
                 chars.next();
-                parts.last_mut().map(|p| p.push(','));
+                if let Some(p) = parts.last_mut() {
+                    p.push(',');
+                }
             }
             ',' => parts.push(String::new()),
             _ => {
@@ -246,7 +248,11 @@ pub fn parse_drive(value: &str) -> Result<DriveConfig, ValueError> {
             "file" if !v.is_empty() => file = Some(PathBuf::from(v)),
             "format" => {
                 cfg.format = Some(Format::parse(v).map_err(|_| {
-                    bad("drive", value, format!("unknown format '{v}' (supported: raw, qcow2)"))
+                    bad(
+                        "drive",
+                        value,
+                        format!("unknown format '{v}' (supported: raw, qcow2)"),
+                    )
                 })?)
             }
             "if" => match v {
@@ -281,7 +287,13 @@ pub fn parse_drive(value: &str) -> Result<DriveConfig, ValueError> {
             "snapshot" => cfg.snapshot = on_off("drive", value, k, v)?,
             "media" if v == "disk" => {}
             "id" | "index" | "discard" | "aio" => {}
-            _ => return Err(bad("drive", value, format!("unsupported property '{part}'"))),
+            _ => {
+                return Err(bad(
+                    "drive",
+                    value,
+                    format!("unsupported property '{part}'"),
+                ))
+            }
         }
     }
     cfg.path = file.ok_or_else(|| bad("drive", value, "no file= given"))?;
@@ -360,7 +372,8 @@ mod tests {
 
     #[test]
     fn drives() {
-        let d = parse_drive("file=a,,b.img,format=qcow2,if=virtio,cache=unsafe,readonly=on").unwrap();
+        let d =
+            parse_drive("file=a,,b.img,format=qcow2,if=virtio,cache=unsafe,readonly=on").unwrap();
         assert_eq!(d.path, PathBuf::from("a,b.img"));
         assert_eq!(d.format, Some(Format::Qcow2));
         assert_eq!(d.cache, CacheMode::Unsafe);

@@ -393,7 +393,9 @@ mod tests {
     fn capabilities_chain_and_interrupt_registers() {
         let mut c = ConfigSpace::new(1, 2, 0, 0);
         let a = c.add_capability(&[0x09, 0xaa, 4, 1], &[]).unwrap();
-        let b = c.add_capability(&[0x09, 0xbb, 8, 2, 0, 0, 0, 0], &[0, 0, 0, 0, 0xff]).unwrap();
+        let b = c
+            .add_capability(&[0x09, 0xbb, 8, 2, 0, 0, 0, 0], &[0, 0, 0, 0, 0xff])
+            .unwrap();
         assert_eq!(a, 0x40);
         assert_eq!(b, 0x44);
         assert_eq!(c.bytes[CAPABILITIES_POINTER], 0x40);

@@ -36,8 +36,8 @@ use thiserror::Error;
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::accel::GuestRam;
-use crate::machine::pci::intx_gsi;
 use crate::machine::memory::{ACPI_END, IOAPIC_ADDR, LAPIC_ADDR, MMIO_HOLE_START, RSDP_ADDR};
+use crate::machine::pci::intx_gsi;
 
 /// OEM ID in every table.
 const OEM_ID: [u8; 6] = *b"KEMU  ";

@@ -183,7 +183,14 @@ fn run_once(
         .map_or_else(|| accel.irq_chip(), |l| l.chip());
     let (mut io, pci_host) =
         pc::build_devices(config, pio, chip.clone(), &control, host_console, trace)?;
-    pci::add_disks(&mut io, &pci_host, &chip, &ram, inputs.disks, &config.drives)?;
+    pci::add_disks(
+        &mut io,
+        &pci_host,
+        &chip,
+        &ram,
+        inputs.disks,
+        &config.drives,
+    )?;
     let io = Arc::new(io);
     let stats = Arc::new(ExitStats::new(config.cpus));
     let ctx = VcpuContext {

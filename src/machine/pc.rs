@@ -227,12 +227,8 @@ pub fn build_devices(
         .map_err(bus_err)?;
 
     let pci = Arc::new(Mutex::new(PciHost::new(events.clone())));
-    pio.insert(
-        pci.clone(),
-        u64::from(PCI_HOST_BASE),
-        PCI_HOST_LEN,
-    )
-    .map_err(bus_err)?;
+    pio.insert(pci.clone(), u64::from(PCI_HOST_BASE), PCI_HOST_LEN)
+        .map_err(bus_err)?;
 
     if let Some(de) = config.debug_exit {
         pio.insert(

@@ -187,7 +187,7 @@ impl VirtioBlk {
     fn disk_range(&self, sector: u64, len: u64) -> Option<u64> {
         let start = sector.checked_mul(SECTOR_SIZE)?;
         let end = start.checked_add(len)?;
-        (len % SECTOR_SIZE == 0 && end <= self.disk.size()).then_some(start)
+        (len.is_multiple_of(SECTOR_SIZE) && end <= self.disk.size()).then_some(start)
     }
 
     fn read(&mut self, sector: u64, segs: &[Seg], mem: &GuestRam) -> (u8, u64) {
@@ -207,7 +207,10 @@ impl VirtioBlk {
                     log::warn!("virtio-blk: read at {pos:#x}: {e}");
                     return (S_IOERR, written);
                 }
-                if mem.write_slice(&self.buf[..n], GuestAddress(addr + done)).is_err() {
+                if mem
+                    .write_slice(&self.buf[..n], GuestAddress(addr + done))
+                    .is_err()
+                {
                     return (S_IOERR, written);
                 }
                 done += n as u64;
@@ -293,7 +296,8 @@ fn in_ram(mem: &GuestRam, (addr, len): Seg) -> bool {
         return true;
     }
     addr.checked_add(len).is_some()
-        && usize::try_from(len).is_ok_and(|l| GuestMemoryBackend::check_range(mem, GuestAddress(addr), l))
+        && usize::try_from(len)
+            .is_ok_and(|l| GuestMemoryBackend::check_range(mem, GuestAddress(addr), l))
 }
 
 fn total(segs: &[Seg]) -> u64 {
@@ -341,7 +345,13 @@ impl VirtioDevice for VirtioBlk {
 
     fn features(&self) -> u64 {
         let ro = if self.read_only { F_RO } else { 0 };
-        F_VERSION_1 | F_RING_INDIRECT_DESC | F_RING_EVENT_IDX | F_SEG_MAX | F_BLK_SIZE | F_FLUSH | ro
+        F_VERSION_1
+            | F_RING_INDIRECT_DESC
+            | F_RING_EVENT_IDX
+            | F_SEG_MAX
+            | F_BLK_SIZE
+            | F_FLUSH
+            | ro
     }
 
     fn queue_max_sizes(&self) -> Vec<u16> {

@@ -114,7 +114,8 @@ impl CommonConfig {
 
     /// Queue `index` if the driver may use it now (DRIVER_OK, no error, queue enabled).
     pub fn live_queue(&mut self, index: usize) -> Option<&mut Queue> {
-        let ok = self.status & STATUS_DRIVER_OK != 0 && self.status & STATUS_DEVICE_NEEDS_RESET == 0;
+        let ok =
+            self.status & STATUS_DRIVER_OK != 0 && self.status & STATUS_DEVICE_NEEDS_RESET == 0;
         self.queues.get_mut(index).filter(|q| ok && q.ready())
     }
 
@@ -203,8 +204,7 @@ impl CommonConfig {
         match self.driver_feature_select {
             0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(v),
             1 => {
-                self.driver_features =
-                    (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32);
+                self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32);
             }
             _ => {}
         }
@@ -376,7 +376,12 @@ mod tests {
         c.write(0x0c, &1u32.to_le_bytes(), &mut d, &mem);
         c.write(0x14, &[1 | 2 | STATUS_FEATURES_OK], &mut d, &mem);
         assert_ne!(c.status() & STATUS_FEATURES_OK, 0);
-        c.write(0x14, &[1 | 2 | STATUS_FEATURES_OK | STATUS_DRIVER_OK], &mut d, &mem);
+        c.write(
+            0x14,
+            &[1 | 2 | STATUS_FEATURES_OK | STATUS_DRIVER_OK],
+            &mut d,
+            &mem,
+        );
         assert_eq!(d.activated, Some(F_VERSION_1 | 1));
     }
 
@@ -396,7 +401,10 @@ mod tests {
         c.write(0x30, &0x3000u32.to_le_bytes(), &mut d, &mem);
         assert_eq!(r32(&c, 0x20), 0x1000);
         assert_eq!(r32(&c, 0x28), 0x2000);
-        assert_eq!(c.write(0x1c, &1u16.to_le_bytes(), &mut d, &mem), Effect::None);
+        assert_eq!(
+            c.write(0x1c, &1u16.to_le_bytes(), &mut d, &mem),
+            Effect::None
+        );
         assert_eq!(r32(&c, 0x1c) & 0xffff, 1);
         // An enabled queue cannot be reconfigured.
         c.write(0x20, &0x5000u32.to_le_bytes(), &mut d, &mem);
