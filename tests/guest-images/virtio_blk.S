@@ -1,9 +1,11 @@
 /* virtio_blk: a polling virtio-blk driver, modern virtio-pci only.
  *
- * Scans PCI bus 0 (mechanism #1) for 1af4:1042, moves BAR 0 to 0xE0000000 (a BAR write: the
- * device must follow it), enables memory decoding and bus mastering, walks the vendor
- * capabilities for the common/notify/ISR/device structures, negotiates VERSION_1 only, sets up
- * queue 0 with 8 entries, and then, depending on the first letter of the command line:
+ * Scans PCI bus 0 (mechanism #1) for 1af4:1042, walks the vendor capabilities for the
+ * common/notify/ISR/device structures, moves their BAR (the one the common structure names; all
+ * four must share it) to 0xE0000000 (a BAR write: the device must follow it), enables memory
+ * decoding and bus mastering, negotiates VERSION_1 only, sets up
+ * queue 0 with 8 entries, and then, depending on the command line's last word when it is one
+ * letter (kemu passes -append as is; QEMU puts the kernel's path first):
  *
  *   (none)  reads sectors 0..7 and prints their checksum, GET_ID, writes the pattern
  *           "KEMU" + sector-relative bytes to sector 5, flushes, reads sector 5 back and checks
@@ -49,7 +51,20 @@ main:
     testl $4, (%rbx)
     jz 2f
     mov 16(%rbx), %ebx
-    movzbl (%rbx), %r12d
+    xor %ecx, %ecx                   /* last character */
+    xor %edx, %edx                   /* the one before it */
+5:  movzbl (%rbx), %eax
+    test %eax, %eax
+    jz 6f
+    mov %ecx, %edx
+    mov %eax, %ecx
+    inc %rbx
+    jmp 5b
+6:  cmp $' ', %edx                   /* a one-letter last word is the mode */
+    je 7f
+    test %edx, %edx
+    jnz 2f
+7:  mov %ecx, %r12d
 2:  cmp $'w', %r12d
     je 3f
     cmp $'l', %r12d
@@ -120,22 +135,7 @@ find_device:
 setup_device:
     push %rbx
     push %r12
-    /* Move BAR 0 and turn on memory decoding + bus mastering. */
-    mov pci_dev(%rip), %edi
-    mov $0x10, %esi
-    mov $NEW_BAR, %edx
-    call pci_write
-    mov pci_dev(%rip), %edi
-    mov $0x10, %esi
-    call pci_read
-    and $0xfffffff0, %eax
-    cmp $NEW_BAR, %eax
-    jne 90f
-    mov pci_dev(%rip), %edi
-    mov $0x04, %esi
-    mov $0x6, %edx
-    call pci_write
-    /* Walk the capabilities. */
+    /* Walk the capabilities: structure offsets (BAR-relative for now) and their BAR. */
     mov pci_dev(%rip), %edi
     mov $0x34, %esi
     call pci_read
@@ -149,9 +149,17 @@ setup_device:
     cmp $0x09, %al
     jne 2f
     mov pci_dev(%rip), %edi
+    lea 4(%rbx), %esi
+    call pci_read                    /* bar */
+    movzbl %al, %eax
+    mov %r12d, %ecx
+    shr $24, %ecx
+    cmp $1, %ecx                     /* the common structure's BAR is the one we map */
+    jne 10f
+    mov %eax, bar_index(%rip)
+10: mov pci_dev(%rip), %edi
     lea 8(%rbx), %esi
     call pci_read                    /* offset inside the BAR */
-    add $NEW_BAR, %eax
     mov %r12d, %ecx
     shr $24, %ecx                    /* cfg_type */
     cmp $1, %ecx
@@ -176,21 +184,49 @@ setup_device:
     shr $8, %ebx
     and $0xfc, %ebx
     jmp 1b
-3:  mov common(%rip), %rbx
-    test %rbx, %rbx
-    jz 90f
-    cmpq $0, notify(%rip)
-    je 90f
-    cmpq $0, isr(%rip)
-    je 90f
-    cmpq $0, devcfg(%rip)
-    je 90f
+    /* Move that BAR to NEW_BAR (both halves of a 64-bit one), check it stuck, and turn on
+     * memory decoding + bus mastering. Every structure is assumed to share this BAR. */
+3:  mov bar_index(%rip), %ebx
+    cmp $5, %ebx
+    movl $1, fail_step(%rip)
+    ja 90f
+    lea 0x10(,%rbx,4), %r12d         /* the BAR's config offset */
+    mov pci_dev(%rip), %edi
+    mov %r12d, %esi
+    mov $NEW_BAR, %edx
+    call pci_write
+    mov pci_dev(%rip), %edi
+    mov %r12d, %esi
+    call pci_read
+    mov %eax, %ebx
+    and $0xfffffff0, %eax
+    cmp $NEW_BAR, %eax
+    movl $2, fail_step(%rip)
+    jne 90f
+    and $6, %ebx                     /* type 2: 64-bit */
+    cmp $4, %ebx
+    jne 4f
+    mov pci_dev(%rip), %edi
+    lea 4(%r12), %esi
+    xor %edx, %edx
+    call pci_write
+4:  mov pci_dev(%rip), %edi
+    mov $0x04, %esi
+    mov $0x6, %edx
+    call pci_write
+    mov $NEW_BAR, %eax
+    add %rax, common(%rip)
+    add %rax, notify(%rip)
+    add %rax, isr(%rip)
+    add %rax, devcfg(%rip)
+    mov common(%rip), %rbx
     /* Reset, ACKNOWLEDGE | DRIVER. */
     movb $0, 0x14(%rbx)
     movb $3, 0x14(%rbx)
     movl $1, 0x00(%rbx)              /* device_feature_select = 1 */
     mov 0x04(%rbx), %eax
     test $1, %eax                    /* VERSION_1 */
+    movl $3, fail_step(%rip)
     jz 90f
     movl $0, 0x00(%rbx)
     mov 0x04(%rbx), %eax
@@ -205,11 +241,13 @@ setup_device:
     movb $0xb, 0x14(%rbx)            /* | FEATURES_OK */
     movzbl 0x14(%rbx), %eax
     test $8, %eax
+    movl $4, fail_step(%rip)
     jz 90f
     /* Queue 0: 8 entries. */
     movw $0, 0x16(%rbx)
     movzwl 0x18(%rbx), %eax
     cmp $QSIZE, %eax
+    movl $5, fail_step(%rip)
     jb 90f
     movw $QSIZE, 0x18(%rbx)
     lea vq_desc(%rip), %rax
@@ -234,6 +272,7 @@ setup_device:
     movb $0xf, 0x14(%rbx)            /* | DRIVER_OK */
     movzbl 0x14(%rbx), %eax
     cmp $0xf, %eax
+    movl $6, fail_step(%rip)
     jne 90f
     PRINT "virtio_blk: capacity "
     mov devcfg(%rip), %rax
@@ -244,7 +283,10 @@ setup_device:
     pop %r12
     pop %rbx
     ret
-90: PRINT "virtio_blk: device setup failed\n"
+90: PRINT "virtio_blk: device setup failed at step "
+    mov fail_step(%rip), %edi
+    call serial_print_dec
+    PRINT "\n"
     mov $1, %eax
     pop %r12
     pop %rbx
@@ -293,7 +335,7 @@ request:
     mov notify(%rip), %rax
     movw $0, (%rax)                  /* ring queue 0 */
     lea vq_used(%rip), %r9
-    mov $1000000, %ecx
+    mov $0x10000000, %ecx            /* QEMU completes asynchronously; kemu at once */
 3:  movzwl 2(%r9), %eax
     cmp %r11w, %ax
     je 4f
@@ -514,6 +556,8 @@ s_wild_in:  .asciz "virtio_blk: read into outside RAM"
     .data
     .balign 8
 pci_dev:     .quad 0
+bar_index:   .quad 0xff
+fail_step:   .quad 0
 common:      .quad 0
 notify:      .quad 0
 notify_mult: .quad 0
