@@ -15,6 +15,8 @@
 pub mod blk;
 pub mod common;
 pub mod pci;
+#[cfg(test)]
+mod tests;
 
 pub use virtio_queue::{Queue, QueueOwnedT, QueueT};
 
