@@ -2,7 +2,8 @@
 //! software CPU and under KVM, on raw and qcow2 images made by `kemu img` and by `qemu-img`;
 //! afterwards `qemu-img check` must pass and `qemu-img convert -O raw` must show the sector
 //! the guest wrote. Also: wild descriptors fail with IOERR and leave the image alone,
-//! `-snapshot` and `readonly=on` never write the image, and a SIGKILL in the middle of a write
+//! `-snapshot` and `readonly=on` never write the image, INTx# reaches the CPU through the
+//! 8259s (slot 1 INTA# = IRQ 11), and a SIGKILL in the middle of a write
 //! loop leaves a qcow2 image that `qemu-img check` finds uncorrupted.
 
 mod common;
@@ -218,6 +219,22 @@ fn wild_descriptors_get_ioerr_and_leave_the_image_alone() {
             std::fs::read(&img).unwrap() == data(),
             "{accel}: image changed"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn intx_reaches_the_cpu_through_the_8259s() {
+    // Under KVM the line ends in the in-kernel irqchip, under tcg in kemu's PIC.
+    for accel in accels("virtio_blk intx") {
+        let dir = scratch(&format!("intx-{accel}"));
+        let img = make_image(&dir, "kemu", "raw");
+        let drive = format!("file={},format=raw", img.display());
+        let r = boot(accel, &drive, &[], "i");
+        assert_line(&r, "virtio_blk: interrupt line 11");
+        assert_line(&r, "virtio_blk: flush status 0");
+        assert_line(&r, "virtio_blk: INTx interrupt taken, ISR 1");
+        assert_eq!(r.status, Some(1), "{accel}: {}", r.stderr);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -12,6 +12,9 @@
  *           it. Prints each request's status.
  *   w       "wild": an OUT whose data descriptor points at 8 GiB (outside RAM) and an IN into
  *           that address; prints both statuses (1 = IOERR expected), then a good read.
+ *   i       "INTx": routes the function's interrupt line (config 0x3C) through the 8259s in level
+ *           mode (ELCR), sleeps in HLT after a FLUSH and counts the interrupt; the handler
+ *           reads the ISR (which lowers the line) and EOIs.
  *   l       "loop": writes sectors 0..63 round and round with a counter in every sector,
  *           forever (for the SIGKILL crash test); prints "looping" first.
  *
@@ -65,7 +68,9 @@ main:
     test %edx, %edx
     jnz 2f
 7:  mov %ecx, %r12d
-2:  cmp $'w', %r12d
+2:  cmp $'i', %r12d
+    je 10f
+    cmp $'w', %r12d
     je 3f
     cmp $'l', %r12d
     je 4f
@@ -74,6 +79,8 @@ main:
 3:  call test_wild
     jmp 9f
 4:  call test_loop
+    jmp 9f
+10: call test_intx
     jmp 9f
 8:  mov $1, %eax
 9:  pop %r13
@@ -343,13 +350,17 @@ request:
     jnz 3b
     mov $0x100, %eax
     ret
-4:  mov isr(%rip), %rax
+4:  cmpl $0, no_isr_read(%rip)     /* INTx mode: the interrupt handler reads it */
+    jne 6f
+    mov isr(%rip), %rax
     movzbl (%rax), %eax              /* reading clears it and lowers INTx */
     test $1, %eax
     jz 5f
     movzbl req_status(%rip), %eax
     ret
 5:  mov $0x100, %eax
+    ret
+6:  movzbl req_status(%rip), %eax
     ret
 
 /* print_status(EDI = label string, ESI = status) */
@@ -544,6 +555,119 @@ test_loop:
     pop %rbx
     ret
 
+test_intx:
+    push %rbx
+    push %r12
+    push %r13
+    mov pci_dev(%rip), %edi
+    mov $0x3c, %esi
+    call pci_read
+    movzbl %al, %ebx                 /* the IRQ the machine routed INTA# to */
+    cmp $15, %ebx
+    ja 90f
+    PRINT "virtio_blk: interrupt line "
+    mov %ebx, %edi
+    call serial_print_dec
+    PRINT "\n"
+    /* vector = 0x20 + irq (master 0x20-0x27, slave 0x28-0x2f) */
+    lea 0x20(%rbx), %eax
+    shl $4, %eax
+    lea idt(%rip), %rdi
+    add %rax, %rdi
+    lea intx_isr(%rip), %rax
+    mov %ax, (%rdi)
+    movw $KCODE64, 2(%rdi)
+    movw $0x8E00, 4(%rdi)
+    shr $16, %rax
+    mov %ax, 6(%rdi)
+    shr $16, %rax
+    mov %eax, 8(%rdi)
+    movl $0, 12(%rdi)
+    /* 8259 pair at 0x20/0x28, cascade on IRQ 2. */
+    mov $0x11, %al
+    out %al, $0x20
+    out %al, $0xa0
+    mov $0x20, %al
+    out %al, $0x21
+    mov $0x28, %al
+    out %al, $0xa1
+    mov $0x04, %al
+    out %al, $0x21
+    mov $0x02, %al
+    out %al, $0xa1
+    mov $0x01, %al
+    out %al, $0x21
+    out %al, $0xa1
+    /* ELCR: the line is level-triggered; unmask it (and the cascade). */
+    mov %ebx, %ecx
+    and $7, %ecx
+    mov $1, %r12d
+    shl %cl, %r12d                   /* bit inside its 8259 */
+    mov $0xff, %r13d
+    xor %r12d, %r13d                 /* mask with that bit clear */
+    cmp $8, %ebx
+    jae 1f
+    mov $0x4d0, %edx
+    in %dx, %al
+    or %r12b, %al
+    out %al, %dx
+    mov %r13d, %eax
+    out %al, $0x21
+    jmp 2f
+1:  mov $0x4d1, %edx
+    in %dx, %al
+    or %r12b, %al
+    out %al, %dx
+    mov $0xfb, %al
+    out %al, $0x21
+    mov %r13d, %eax
+    out %al, $0xa1
+2:  movl $1, no_isr_read(%rip)
+    mov $4, %edi                     /* FLUSH, completes at once, then the interrupt */
+    xor %esi, %esi
+    xor %edx, %edx
+    xor %ecx, %ecx
+    xor %r8d, %r8d
+    call request
+    mov %eax, %r12d
+3:  sti
+    hlt
+    cli
+    cmpl $0, intx_count(%rip)
+    je 3b
+    mov $0xff, %al
+    out %al, $0x21
+    out %al, $0xa1
+    lea s_flush(%rip), %rdi
+    mov %r12d, %esi
+    call print_status
+    PRINT "virtio_blk: INTx interrupt taken, ISR "
+    mov intx_isr_value(%rip), %edi
+    call serial_print_dec
+    PRINT "\n"
+    xor %eax, %eax
+    cmpl $1, intx_isr_value(%rip)
+    je 4f
+    mov $1, %eax
+4:  pop %r13
+    pop %r12
+    pop %rbx
+    ret
+90: mov $1, %eax
+    jmp 4b
+
+intx_isr:
+    push %rax
+    mov isr(%rip), %rax
+    movzbl (%rax), %eax              /* read-to-clear: INTx goes low */
+    mov %eax, intx_isr_value(%rip)
+    incl intx_count(%rip)
+    mov $0x20, %al                   /* non-specific EOI to both 8259s */
+    out %al, $0xa0
+    out %al, $0x20
+    pop %rax
+    iretq
+
     .section .rodata
 s_read:     .asciz "virtio_blk: read sectors 0-7"
 s_id:       .asciz "'"
@@ -558,6 +682,9 @@ s_wild_in:  .asciz "virtio_blk: read into outside RAM"
 pci_dev:     .quad 0
 bar_index:   .quad 0xff
 fail_step:   .quad 0
+no_isr_read: .quad 0
+intx_count:  .quad 0
+intx_isr_value: .quad 0
 common:      .quad 0
 notify:      .quad 0
 notify_mult: .quad 0
