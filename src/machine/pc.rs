@@ -11,6 +11,9 @@
 //! | PCI host + 0xCF9| 0xcf8-0xcff      | -         |
 //! | isa-debug-exit  | `-device` iobase | -         |
 //!
+//! PCI functions (virtio-blk per `-drive`) are plugged in by `machine::pci`: slots 1.., BARs in
+//! the PCI hole, INTx# on GSI 10/11.
+//!
 //! The PIC (0x20, 0xa0, ELCR 0x4d0), the PIT (0x40-0x43) and port 0x61 are KVM's in-kernel
 //! devices under KVM and ours (`legacy_irq.rs`) under the software CPU.
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use super::common::{CommonConfig, Effect, COMMON_CFG_LEN};
 use super::{VirtioDevice, ISR_CONFIG, ISR_QUEUE};
 use crate::accel::GuestRam;
-use crate::devices::pci_bar::{BarAllocator, PciBarError};
+use crate::devices::pci_bar::{BarAllocator, PciBarError, COMMAND_BUS_MASTER, COMMAND_MEMORY};
 use crate::devices::pci_host::{ConfigSpace, PciDevice, SUBSYSTEM_ID, SUBSYSTEM_VENDOR_ID};
 use crate::devices::IrqLine;
 
@@ -130,9 +130,7 @@ impl VirtioPci {
     pub fn place(&mut self, alloc: &mut BarAllocator) -> Result<u64, PciBarError> {
         let addr = alloc.alloc(BAR_SIZE)?;
         self.cfg.set_mem_bar_address(0, addr);
-        self.cfg.set_command(
-            crate::devices::pci_bar::COMMAND_MEMORY | crate::devices::pci_bar::COMMAND_BUS_MASTER,
-        );
+        self.cfg.set_command(COMMAND_MEMORY | COMMAND_BUS_MASTER);
         self.placed = self.cfg.clone();
         Ok(addr)
     }
