@@ -2,6 +2,7 @@
 //! its outcome becomes the process exit status. This is the only place that uses `anyhow`:
 //! every error ends as one line `kemu: <what went wrong>` on stderr.
 
+mod drive;
 mod qemu_args;
 mod values;
 
@@ -58,7 +59,7 @@ struct Args {
     /// Exit instead of rebooting.
     #[arg(long = "no-reboot")]
     no_reboot: bool,
-    /// A device: isa-debug-exit[,iobase=0xf4,iosize=0x04].
+    /// A device: isa-debug-exit[,iobase=0xf4,iosize=0x04], virtio-blk-pci,drive=ID.
     #[arg(long)]
     device: Vec<String>,
     /// Machine type and properties: pc[,accel=kvm|tcg][,kernel-irqchip=on].
@@ -76,8 +77,8 @@ struct Args {
     /// Write traces to this file instead of stderr.
     #[arg(long = "D")]
     log_file: Option<PathBuf>,
-    /// A disk: file=F[,format=raw|qcow2][,if=virtio][,cache=writeback|none|writethrough|
-    /// directsync|unsafe][,readonly=on|off][,snapshot=on|off] (virtio-blk).
+    /// A disk: file=F[,format=raw|qcow2][,if=virtio|none][,id=ID][,cache=writeback|none|
+    /// writethrough|directsync|unsafe][,readonly=on|off][,snapshot=on|off] (virtio-blk).
     #[arg(long)]
     drive: Vec<String>,
     /// A disk image on virtio-blk (same as -drive file=F).
@@ -224,15 +225,7 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
         Some(s) => values::parse_serial(s)?,
         None => SerialConfig::Stdio,
     };
-    for d in &a.device {
-        match values::parse_device(d)? {
-            DeviceSpec::DebugExit(de) => cfg.debug_exit = Some(de),
-        }
-    }
-    if let Some(t) = &a.trace {
-        cfg.trace = values::parse_trace(t)?;
-    }
-    cfg.log_file = a.log_file;
+    let mut detached = Vec::new();
     if let Some(path) = a.hda {
         cfg.drives.push(DriveConfig {
             path,
@@ -243,8 +236,31 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
         });
     }
     for d in &a.drive {
-        cfg.drives.push(values::parse_drive(d)?);
+        let spec = drive::parse_drive(d)?;
+        if spec.detached {
+            detached.push(spec);
+        } else {
+            cfg.drives.push(spec.config);
+        }
     }
+    for d in &a.device {
+        match values::parse_device(d)? {
+            DeviceSpec::DebugExit(de) => cfg.debug_exit = Some(de),
+            DeviceSpec::VirtioBlk { drive } => {
+                let Some(at) = detached
+                    .iter()
+                    .position(|s| s.id.as_deref() == Some(drive.as_str()))
+                else {
+                    bail!("-device {d}: no -drive if=none,id={drive} (or it is already in use)");
+                };
+                cfg.drives.push(detached.remove(at).config);
+            }
+        }
+    }
+    if let Some(t) = &a.trace {
+        cfg.trace = values::parse_trace(t)?;
+    }
+    cfg.log_file = a.log_file;
     for d in &mut cfg.drives {
         d.snapshot |= a.snapshot;
     }
@@ -343,6 +359,22 @@ mod tests {
         assert!(c.drives[1].read_only);
         let e = cfg(&["-kernel", "k", "-drive", "file=x,if=ide"]).unwrap_err();
         assert!(one_line(&e).contains("no IDE controller; use if=virtio"));
+        // QEMU's split form: the drive waits for the device that names it.
+        let c = cfg(&[
+            "-kernel",
+            "k",
+            "-drive",
+            "file=c.img,if=none,id=d0,format=raw",
+            "-device",
+            "virtio-blk-pci,drive=d0,disable-legacy=on",
+        ])
+        .unwrap();
+        assert_eq!(c.drives.len(), 1);
+        assert_eq!(c.drives[0].path, PathBuf::from("c.img"));
+        let c = cfg(&["-kernel", "k", "-drive", "file=c.img,if=none,id=d0"]).unwrap();
+        assert!(c.drives.is_empty());
+        let e = cfg(&["-kernel", "k", "-device", "virtio-blk-pci,drive=d9"]).unwrap_err();
+        assert!(one_line(&e).contains("no -drive if=none,id=d9"));
     }
 
     #[test]
