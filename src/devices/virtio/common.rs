@@ -28,8 +28,8 @@
 use vm_memory::GuestMemoryBackend;
 
 use super::{
-    Queue, QueueT, VirtioDevice, F_RING_EVENT_IDX, F_VERSION_1, STATUS_DEVICE_NEEDS_RESET,
-    STATUS_DRIVER_OK, STATUS_FEATURES_OK,
+    Queue, QueueFault, QueueT, VirtioDevice, F_RING_EVENT_IDX, F_VERSION_1,
+    STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
 };
 use crate::accel::GuestRam;
 
@@ -47,6 +47,23 @@ pub enum Effect {
     Reset,
     /// The driver set up something unusable: the device now needs a reset (config interrupt).
     NeedsReset,
+}
+
+/// The guest-visible state of [`CommonConfig`], for snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommonState {
+    /// device_feature_select.
+    pub device_feature_select: u32,
+    /// driver_feature_select.
+    pub driver_feature_select: u32,
+    /// The features the driver wrote (both halves).
+    pub driver_features: u64,
+    /// device_status.
+    pub status: u8,
+    /// queue_select.
+    pub queue_select: u16,
+    /// Each queue's configuration and ring positions.
+    pub queues: Vec<virtio_queue::QueueState>,
 }
 
 /// The common configuration registers and the queues they describe.
@@ -90,6 +107,51 @@ impl CommonConfig {
         for q in &mut self.queues {
             q.reset();
         }
+    }
+
+    /// The registers and queues, for a snapshot.
+    pub fn state(&self) -> CommonState {
+        CommonState {
+            device_feature_select: self.device_feature_select,
+            driver_feature_select: self.driver_feature_select,
+            driver_features: self.driver_features,
+            status: self.status,
+            queue_select: self.queue_select,
+            queues: self.queues.iter().map(Queue::state).collect(),
+        }
+    }
+
+    /// Restore a snapshot taken by [`CommonConfig::state`] of the same device type. A state
+    /// whose queues the crate rejects (or with another queue count) is refused as a whole.
+    pub fn restore(&mut self, state: &CommonState) -> Result<(), QueueFault> {
+        if state.queues.len() != self.queues.len() {
+            return Err(QueueFault {
+                queue: state.queues.len(),
+                what: format!(
+                    "snapshot has {} queues, device has {}",
+                    state.queues.len(),
+                    self.queues.len()
+                ),
+            });
+        }
+        let queues = state
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                Queue::try_from(*q).map_err(|e| QueueFault {
+                    queue: i,
+                    what: format!("snapshot state refused: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.device_feature_select = state.device_feature_select;
+        self.driver_feature_select = state.driver_feature_select;
+        self.driver_features = state.driver_features;
+        self.status = state.status;
+        self.queue_select = state.queue_select;
+        self.queues = queues;
+        Ok(())
     }
 
     /// The device status register.
@@ -303,7 +365,6 @@ fn rings_in_ram(q: &Queue, mem: &GuestRam) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::virtio::QueueFault;
 
     struct Dummy {
         activated: Option<u64>,

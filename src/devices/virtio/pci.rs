@@ -21,8 +21,8 @@
 
 use std::sync::Arc;
 
-use super::common::{CommonConfig, Effect, COMMON_CFG_LEN};
-use super::{VirtioDevice, ISR_CONFIG, ISR_QUEUE};
+use super::common::{CommonConfig, CommonState, Effect, COMMON_CFG_LEN};
+use super::{QueueFault, VirtioDevice, ISR_CONFIG, ISR_QUEUE};
 use crate::accel::GuestRam;
 use crate::devices::pci_bar::{BarAllocator, PciBarError, COMMAND_BUS_MASTER, COMMAND_MEMORY};
 use crate::devices::pci_host::{ConfigSpace, PciDevice, SUBSYSTEM_ID, SUBSYSTEM_VENDOR_ID};
@@ -59,6 +59,18 @@ const CFG_NOTIFY: u8 = 2;
 const CFG_ISR: u8 = 3;
 const CFG_DEVICE: u8 = 4;
 const CFG_PCI: u8 = 5;
+
+/// The guest-visible transport state, for snapshots (the device type keeps its own; a block
+/// device has none beyond its disk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtioPciState {
+    /// Configuration space (BARs, command, capabilities' writable bytes).
+    pub config: ConfigSpace,
+    /// Common configuration and queues.
+    pub common: CommonState,
+    /// ISR bits not yet read.
+    pub isr: u8,
+}
 
 /// A virtio device on the modern PCI transport.
 pub struct VirtioPci {
@@ -135,13 +147,44 @@ impl VirtioPci {
         Ok(addr)
     }
 
+    /// The transport's state, for a snapshot.
+    pub fn state(&self) -> VirtioPciState {
+        VirtioPciState {
+            config: self.cfg.clone(),
+            common: self.common.state(),
+            isr: self.isr,
+        }
+    }
+
+    /// Restore a snapshot of the same device type; INTx is driven to match the restored ISR.
+    pub fn restore(&mut self, state: &VirtioPciState) -> Result<(), QueueFault> {
+        if state.config.bytes.len() != self.cfg.bytes.len()
+            || state.config.wmask.len() != self.cfg.wmask.len()
+        {
+            return Err(QueueFault {
+                queue: 0,
+                what: "snapshot configuration space has the wrong size".into(),
+            });
+        }
+        self.common.restore(&state.common)?;
+        self.cfg = state.config.clone();
+        self.isr = state.isr;
+        self.irq_level = !self.irq_level_wanted();
+        self.update_irq();
+        Ok(())
+    }
+
+    fn irq_level_wanted(&self) -> bool {
+        self.isr != 0 && !self.cfg.intx_disabled()
+    }
+
     /// The configuration space (for tests and `info pci`).
     pub fn config(&self) -> &ConfigSpace {
         &self.cfg
     }
 
     fn update_irq(&mut self) {
-        let level = self.isr != 0 && !self.cfg.intx_disabled();
+        let level = self.irq_level_wanted();
         self.cfg.set_interrupt_status(self.isr != 0);
         if level != self.irq_level {
             self.irq_level = level;

@@ -327,3 +327,45 @@ fn rings_outside_ram_need_a_reset() {
     r.submit(&[(HDR, 16, 0), (STATUS, 1, F_WRITE)]);
     assert_eq!(r.req_status(), S_OK);
 }
+
+#[test]
+fn state_survives_a_snapshot_round_trip() {
+    let mut r = Rig::new(false);
+    r.start(0, USED);
+    r.header(T_FLUSH, 0);
+    r.submit(&[(HDR, 16, 0), (STATUS, 1, F_WRITE)]);
+    let saved = r.dev.state();
+    assert_eq!(saved.isr, 1);
+    // A new device over the same RAM and disk (a restored machine) goes on from there.
+    let blk = VirtioBlk::new(
+        Box::new(MemDisk {
+            data: r.disk.clone(),
+            ro: false,
+        }),
+        false,
+        CacheMode::Writeback,
+        "x",
+    );
+    let irq = Arc::new(Line::default());
+    let mut dev = VirtioPci::new(Box::new(blk), irq.clone(), 11, r.mem.clone()).unwrap();
+    dev.restore(&saved).unwrap();
+    assert!(
+        irq.0.load(Ordering::SeqCst),
+        "INTx follows the restored ISR"
+    );
+    let mut r2 = Rig {
+        dev,
+        mem: r.mem.clone(),
+        irq,
+        disk: r.disk.clone(),
+        avail_idx: r.avail_idx,
+    };
+    assert_eq!(r2.status() & STATUS_DRIVER_OK, STATUS_DRIVER_OK);
+    r2.header(T_FLUSH, 0);
+    r2.submit(&[(HDR, 16, 0), (STATUS, 1, F_WRITE)]);
+    assert_eq!(r2.req_status(), S_OK);
+    // A state with another queue count is refused.
+    let mut bad = saved.clone();
+    bad.common.queues.clear();
+    assert!(r2.dev.restore(&bad).is_err());
+}
