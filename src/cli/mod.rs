@@ -3,6 +3,7 @@
 //! every error ends as one line `kemu: <what went wrong>` on stderr.
 
 mod bench;
+mod drive;
 mod qemu_args;
 mod values;
 
@@ -16,8 +17,8 @@ pub use values::{parse_chardev, parse_mem, parse_size, parse_smp, DeviceSpec, Va
 
 use crate::accel::kvm::KvmAccel;
 use crate::machine::{
-    AccelKind, CharBackend, DebugconConfig, FirmwareChoice, KernelSource, MachineConfig,
-    SerialConfig,
+    AccelKind, CharBackend, DebugconConfig, DriveConfig, FirmwareChoice, KernelSource,
+    MachineConfig, SerialConfig,
 };
 
 /// kemu: an x86-64 PC emulator (KVM or its own software CPU). Options use QEMU's spelling.
@@ -62,7 +63,7 @@ struct Args {
     /// Exit instead of rebooting.
     #[arg(long = "no-reboot")]
     no_reboot: bool,
-    /// A device: isa-debug-exit[,iobase=0xf4,iosize=0x04].
+    /// A device: isa-debug-exit[,iobase=0xf4,iosize=0x04], virtio-blk-pci,drive=ID.
     #[arg(long)]
     device: Vec<String>,
     /// Machine type and properties: pc[,accel=kvm|tcg][,kernel-irqchip=on].
@@ -110,6 +111,16 @@ struct Args {
     /// Write the exit statistics to this file at exit (used by kemu bench).
     #[arg(long = "stats-file", hide = true)]
     stats_file: Option<PathBuf>,
+    /// A disk: file=F[,format=raw|qcow2][,if=virtio|none][,id=ID][,cache=writeback|none|
+    /// writethrough|directsync|unsafe][,readonly=on|off][,snapshot=on|off] (virtio-blk).
+    #[arg(long)]
+    drive: Vec<String>,
+    /// A disk image on virtio-blk (same as -drive file=F).
+    #[arg(long)]
+    hda: Option<PathBuf>,
+    /// Write to throw-away overlays; disk images are never written.
+    #[arg(long)]
+    snapshot: bool,
     /// Print help.
     #[arg(long, alias = "h")]
     help: bool,
@@ -286,6 +297,24 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
         }
         chardevs.push((id, backend));
     }
+    let mut detached = Vec::new();
+    if let Some(path) = a.hda {
+        cfg.drives.push(DriveConfig {
+            path,
+            format: None,
+            read_only: false,
+            snapshot: false,
+            cache: Default::default(),
+        });
+    }
+    for d in &a.drive {
+        let spec = drive::parse_drive(d)?;
+        if spec.detached {
+            detached.push(spec);
+        } else {
+            cfg.drives.push(spec.config);
+        }
+    }
     for d in &a.device {
         match values::parse_device(d)? {
             DeviceSpec::DebugExit(de) => cfg.debug_exit = Some(de),
@@ -300,6 +329,15 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
             }
             DeviceSpec::PcTestdev => cfg.pc_testdev = true,
             DeviceSpec::PciTestdev => cfg.pci_testdev = true,
+            DeviceSpec::VirtioBlk { drive } => {
+                let Some(at) = detached
+                    .iter()
+                    .position(|s| s.id.as_deref() == Some(drive.as_str()))
+                else {
+                    bail!("-device {d}: no -drive if=none,id={drive} (or it is already in use)");
+                };
+                cfg.drives.push(detached.remove(at).config);
+            }
         }
     }
     for g in &a.global {
@@ -330,6 +368,9 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
         );
     }
     cfg.stats_file = a.stats_file;
+    for d in &mut cfg.drives {
+        d.snapshot |= a.snapshot;
+    }
     Ok(cfg)
 }
 
@@ -456,6 +497,42 @@ mod tests {
         assert!(c.trace.in_asm && c.trace.exits && !c.trace.int);
         assert!(help_text().contains("-demo"));
         assert!(!help_text().contains("stats-file"), "hidden");
+    }
+
+    #[test]
+    fn disks() {
+        let c = cfg(&[
+            "-kernel",
+            "k",
+            "-hda",
+            "a.img",
+            "-drive",
+            "file=b.qcow2,format=qcow2,if=virtio,readonly=on",
+            "-snapshot",
+        ])
+        .unwrap();
+        assert_eq!(c.drives.len(), 2);
+        assert_eq!(c.drives[0].path, PathBuf::from("a.img"));
+        assert!(c.drives.iter().all(|d| d.snapshot));
+        assert!(c.drives[1].read_only);
+        let e = cfg(&["-kernel", "k", "-drive", "file=x,if=ide"]).unwrap_err();
+        assert!(one_line(&e).contains("no IDE controller; use if=virtio"));
+        // QEMU's split form: the drive waits for the device that names it.
+        let c = cfg(&[
+            "-kernel",
+            "k",
+            "-drive",
+            "file=c.img,if=none,id=d0,format=raw",
+            "-device",
+            "virtio-blk-pci,drive=d0,disable-legacy=on",
+        ])
+        .unwrap();
+        assert_eq!(c.drives.len(), 1);
+        assert_eq!(c.drives[0].path, PathBuf::from("c.img"));
+        let c = cfg(&["-kernel", "k", "-drive", "file=c.img,if=none,id=d0"]).unwrap();
+        assert!(c.drives.is_empty());
+        let e = cfg(&["-kernel", "k", "-device", "virtio-blk-pci,drive=d9"]).unwrap_err();
+        assert!(one_line(&e).contains("no -drive if=none,id=d9"));
     }
 
     #[test]

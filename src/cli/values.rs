@@ -17,7 +17,7 @@ pub struct ValueError {
     pub problem: String,
 }
 
-fn bad(option: &'static str, value: &str, problem: impl Into<String>) -> ValueError {
+pub(super) fn bad(option: &'static str, value: &str, problem: impl Into<String>) -> ValueError {
     ValueError {
         option,
         value: value.to_string(),
@@ -197,6 +197,11 @@ pub enum DeviceSpec {
     PcTestdev,
     /// `pci-testdev`.
     PciTestdev,
+    /// `virtio-blk-pci,drive=ID`: the `-drive if=none,id=ID` disk on a virtio-blk function.
+    VirtioBlk {
+        /// The drive's id.
+        drive: String,
+    },
 }
 
 /// Parse one `-device` value.
@@ -264,12 +269,26 @@ pub fn parse_device(value: &str) -> Result<DeviceSpec, ValueError> {
                 DeviceSpec::PciTestdev
             })
         }
+        Some("virtio-blk-pci" | "virtio-blk") => {
+            let mut drive = None;
+            for (k, v) in rest {
+                match k {
+                    "drive" => drive = Some(v.to_string()),
+                    // Modern-only is all kemu has; ids and bus addresses are not modelled.
+                    "id" | "disable-legacy" | "bus" | "addr" => {}
+                    "disable-modern" if v == "off" || v == "false" => {}
+                    _ => return Err(bad("device", value, format!("unsupported property '{k}'"))),
+                }
+            }
+            let drive = drive.ok_or_else(|| bad("device", value, "no drive= given"))?;
+            Ok(DeviceSpec::VirtioBlk { drive })
+        }
         Some(other) => Err(bad(
             "device",
             value,
             format!(
                 "unsupported device '{other}' (supported: isa-debug-exit, isa-debugcon, \
-                 pc-testdev, pci-testdev)"
+                 pc-testdev, pci-testdev, virtio-blk-pci)"
             ),
         )),
         None => Err(bad("device", value, "no device name given")),

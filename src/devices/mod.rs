@@ -20,6 +20,7 @@ pub mod lapic_timer;
 #[cfg(test)]
 mod layout_tests;
 pub mod pc_testdev;
+pub mod pci_bar;
 pub mod pci_host;
 pub mod pci_testdev;
 pub mod pic;
@@ -28,6 +29,7 @@ pub mod port61;
 pub mod port80;
 pub mod rom;
 pub mod serial;
+pub mod virtio;
 
 pub use bus::{Bus, BusError};
 

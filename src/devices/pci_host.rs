@@ -61,8 +61,22 @@ pub const COMMAND: usize = 0x04;
 pub const REVISION_ID: usize = 0x08;
 /// Config-space offset of the class code (prog-if, subclass, class: 3 bytes).
 pub const CLASS_CODE: usize = 0x09;
+/// Config-space offset of the status register.
+pub const STATUS: usize = 0x06;
 /// Config-space offset of the header type.
 pub const HEADER_TYPE: usize = 0x0e;
+/// Config-space offset of BAR 0 (BAR n is at `BAR0 + 4 * n`).
+pub const BAR0: usize = 0x10;
+/// Config-space offset of the subsystem vendor ID.
+pub const SUBSYSTEM_VENDOR_ID: usize = 0x2c;
+/// Config-space offset of the subsystem ID.
+pub const SUBSYSTEM_ID: usize = 0x2e;
+/// Config-space offset of the capabilities pointer.
+pub const CAPABILITIES_POINTER: usize = 0x34;
+/// Config-space offset of the interrupt line (the IRQ the firmware routed INTx to).
+pub const INTERRUPT_LINE: usize = 0x3c;
+/// Config-space offset of the interrupt pin (1 = INTA#, 0 = none).
+pub const INTERRUPT_PIN: usize = 0x3d;
 
 /// Intel's vendor ID.
 pub const I440FX_VENDOR: u16 = 0x8086;
@@ -104,6 +118,17 @@ pub trait PciDevice: Send {
     fn config_write(&mut self, offset: u16, data: &[u8]);
     /// Machine reset: back to the power-on configuration (BARs, command register).
     fn reset(&mut self) {}
+    /// A read at guest-physical `addr` in the PCI MMIO window: if one of this function's
+    /// memory BARs decodes `addr` (memory space enabled), fill `data` and return true.
+    fn mmio_read(&mut self, addr: u64, data: &mut [u8]) -> bool {
+        let _ = (addr, data);
+        false
+    }
+    /// A write at guest-physical `addr` in the PCI MMIO window: true if a BAR took it.
+    fn mmio_write(&mut self, addr: u64, data: &[u8]) -> bool {
+        let _ = (addr, data);
+        false
+    }
 }
 
 /// A shared handle to a PCI function (the machine also maps its BARs on the buses).

@@ -20,7 +20,8 @@
 //! - DSDT: `\_S5` = Package {0, 0, 0, 0} (SLP_TYP 0 means power-off to the PM device), and a
 //!   PCI host bridge `\_SB.PCI0` (PNP0A03, bus 0) whose `_CRS` gives buses 0..255, ports
 //!   0xCF8..0xCFF, I/O 0..0xCF7 and 0xD00..0xFFFF, memory 0xA0000..0xBFFFF and the hole
-//!   0xC0000000..0xFEBFFFFF.
+//!   0xC0000000..0xFEBFFFFF, and whose `_PRT` routes each slot's INTA#..INTD# straight to a
+//!   GSI (`machine::pci::intx_gsi`: 10 or 11, level, shared).
 
 use acpi_tables::aml;
 use acpi_tables::facs::FACS;
@@ -36,6 +37,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use crate::accel::GuestRam;
 use crate::machine::memory::{ACPI_END, IOAPIC_ADDR, LAPIC_ADDR, MMIO_HOLE_START, RSDP_ADDR};
+use crate::machine::pci::intx_gsi;
 
 /// OEM ID in every table.
 const OEM_ID: [u8; 6] = *b"KEMU  ";
@@ -145,9 +147,22 @@ fn dsdt() -> Vec<u8> {
     let crs_template =
         aml::ResourceTemplate::new(vec![&buses, &cfg_ports, &io_low, &io_high, &vga, &mmio]);
     let pci_crs = aml::Name::new("_CRS".into(), &crs_template);
+    // _PRT: every slot's four pins straight to a GSI (no link devices), as `machine::pci`
+    // routes them. Entries: {address 0xSSSSFFFF, pin 0..3, source 0, GSI}.
+    let routes: Vec<(u32, u8, u32)> = (1u8..32)
+        .flat_map(|slot| {
+            (0u8..4).map(move |pin| (u32::from(slot) << 16 | 0xffff, pin, intx_gsi(slot, pin)))
+        })
+        .collect();
+    let entries: Vec<aml::Package> = routes
+        .iter()
+        .map(|(addr, pin, gsi)| aml::Package::new(vec![addr, pin, &aml::ZERO, gsi]))
+        .collect();
+    let prt_pkg = aml::Package::new(entries.iter().map(|p| p as &dyn Aml).collect());
+    let pci_prt = aml::Name::new("_PRT".into(), &prt_pkg);
     let pci0 = aml::Device::new(
         "PCI0".into(),
-        vec![&pci_hid, &pci_adr, &pci_bbn, &pci_uid, &pci_crs],
+        vec![&pci_hid, &pci_adr, &pci_bbn, &pci_uid, &pci_crs, &pci_prt],
     );
     let sb = aml::Scope::new("\\_SB_".into(), vec![&pci0]);
     let mut table = Sdt::new(*b"DSDT", 36, 2, OEM_ID, *b"KEMUDSDT", OEM_REVISION);

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::block::Format;
+use crate::devices::virtio::blk::CacheMode;
+
 /// Which accelerator runs the vCPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccelKind {
@@ -115,6 +118,21 @@ impl TraceFlags {
     }
 }
 
+/// A disk on a virtio-blk device (`-drive if=virtio`, `-hda`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveConfig {
+    /// The image file.
+    pub path: PathBuf,
+    /// Its format; `None` probes it (qcow2 magic, else raw).
+    pub format: Option<Format>,
+    /// Open read-only: the guest sees VIRTIO_BLK_F_RO and its writes fail.
+    pub read_only: bool,
+    /// Writes go to a throw-away overlay; the image is never written (`-snapshot`).
+    pub snapshot: bool,
+    /// How flushes and writes reach the host.
+    pub cache: CacheMode,
+}
+
 /// A complete description of a machine to build and run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineConfig {
@@ -154,6 +172,8 @@ pub struct MachineConfig {
     pub pci_testdev: bool,
     /// Where to write the exit statistics when the machine stops (`kemu bench` reads them).
     pub stats_file: Option<PathBuf>,
+    /// Disks, each on its own virtio-blk PCI function (slots 1, 2, ... in this order).
+    pub drives: Vec<DriveConfig>,
 }
 
 impl MachineConfig {
@@ -178,6 +198,7 @@ impl MachineConfig {
             pc_testdev: false,
             pci_testdev: false,
             stats_file: None,
+            drives: Vec::new(),
         }
     }
 }

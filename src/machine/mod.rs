@@ -13,12 +13,14 @@ mod config;
 pub mod console;
 mod control;
 pub mod firmware;
+mod drive;
 mod io;
 mod legacy_irq;
 pub mod memory;
 mod pc;
 mod timers;
 pub mod stats_file;
+mod pci;
 mod trace;
 mod vcpu_loop;
 
@@ -26,8 +28,8 @@ use std::sync::Arc;
 use std::thread;
 
 pub use config::{
-    AccelKind, CharBackend, DebugExitConfig, DebugconConfig, FirmwareChoice, KernelSource,
-    MachineConfig, SerialConfig, TraceFlags,
+    AccelKind, CharBackend, DebugExitConfig, DebugconConfig, DriveConfig, FirmwareChoice,
+    KernelSource, MachineConfig, SerialConfig, TraceFlags,
 };
 pub use control::{Control, Outcome};
 pub use io::MachineIo;
@@ -67,6 +69,14 @@ pub enum MachineError {
     /// The gdb server could not start.
     #[error(transparent)]
     Gdb(#[from] GdbError),
+    /// A disk image could not be opened.
+    #[error("disk image '{path}': {source}")]
+    Drive {
+        /// The image (or `-snapshot` overlay) path.
+        path: std::path::PathBuf,
+        /// What the block layer said.
+        source: crate::block::BlockError,
+    },
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
@@ -113,10 +123,12 @@ fn run_cycles(config: &MachineConfig, debug: Option<&Arc<DebugHub>>) -> Result<i
     let (image, initrd) = read_inputs(config)?;
     let rom = firmware::rom_image(config)?;
     let host_console = pc::HostConsole::open(config)?;
+    let disks = drive::open_drives(&config.drives)?;
     let inputs = Inputs {
         image: &image,
         initrd: initrd.as_deref(),
         rom: rom.as_deref(),
+        disks: &disks,
     };
     if config.trace.needs_tcg() && config.accel == AccelKind::Kvm {
         // As QEMU: these look inside the software CPU, which KVM does not use.
@@ -179,6 +191,8 @@ struct Inputs<'a> {
     initrd: Option<&'a [u8]>,
     /// The firmware ROM, if the boot CPU starts at the reset vector.
     rom: Option<&'a [u8]>,
+    /// The disks, opened (and locked) once for the whole run, so a reboot keeps them.
+    disks: &'a [drive::SharedDisk],
 }
 
 /// Puts the kernel (if any) and the ACPI tables in RAM; returns the boot CPU's first state (the
@@ -281,7 +295,7 @@ fn run_once(
     let chip = soft_irq
         .as_ref()
         .map_or_else(|| accel.irq_chip(), |(_, apics)| apics.irq_chip());
-    let mut io = pc::build_devices(
+    let (mut io, pci_host) = pc::build_devices(
         config,
         pio,
         chip.clone(),
@@ -300,6 +314,14 @@ fn run_once(
     if let Some(rom) = inputs.rom {
         firmware::map_rom(&ram, &mut io.mmio, rom, rom_in_ram)?;
     }
+    pci::add_disks(
+        &mut io,
+        &pci_host,
+        &chip,
+        &ram,
+        inputs.disks,
+        &config.drives,
+    )?;
     let io = Arc::new(io);
     if let Some(tcg) = &tcg {
         let t = config.trace;

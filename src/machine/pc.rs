@@ -16,6 +16,9 @@
 //! | pci-testdev     | PCI 00:NN.0, BAR0 MMIO 0xfebf0000, BAR1 ports 0xc000-0xc0ff | - |
 //! | firmware ROM    | MMIO 4 GiB - size (`machine::firmware`) | - |
 //!
+//! PCI functions (virtio-blk per `-drive`) are plugged in by `machine::pci`: slots 1.., BARs in
+//! the PCI hole, INTx# on GSI 10/11.
+//!
 //! The PIC (0x20, 0xa0, ELCR 0x4d0), the PIT (0x40-0x43), port 0x61, the IOAPIC (MMIO
 //! 0xFEC00000) and the local APICs (0xFEE00000) are KVM's in-kernel devices under KVM and ours
 //! (`legacy_irq.rs`, `apic_bus.rs`) under the software CPU.
@@ -210,7 +213,7 @@ impl IrqLine for Gsi {
     }
 }
 
-fn line(chip: &Arc<dyn IrqChip>, gsi: u32) -> Arc<dyn IrqLine> {
+pub(super) fn line(chip: &Arc<dyn IrqChip>, gsi: u32) -> Arc<dyn IrqLine> {
     Arc::new(Gsi {
         chip: chip.clone(),
         gsi,
@@ -223,7 +226,8 @@ pub fn bus_err(e: BusError) -> MachineError {
 
 /// Build the PC's devices on `pio` (which may already hold the interrupt controllers) with
 /// their interrupt lines on `chip`, their time from the machine's `clock`; `fw_cfg` is the
-/// filled fw_cfg device.
+/// filled fw_cfg device. Returns the buses and the PCI host, which `machine::pci` plugs the
+/// PCI functions into.
 pub fn build_devices(
     config: &MachineConfig,
     mut pio: Bus,
@@ -233,7 +237,7 @@ pub fn build_devices(
     console: &HostConsole,
     trace: &Arc<Trace>,
     fw_cfg: FwCfg,
-) -> Result<MachineIo, MachineError> {
+) -> Result<(MachineIo, Arc<Mutex<PciHost>>), MachineError> {
     let mut mmio = Bus::new();
     let events: Arc<dyn SystemEvents> = control.clone();
 
@@ -286,12 +290,9 @@ pub fn build_devices(
     if config.pci_testdev {
         add_pci_testdev(&mut pci, &mut pio, &mut mmio)?;
     }
-    pio.insert(
-        Arc::new(Mutex::new(pci)),
-        u64::from(PCI_HOST_BASE),
-        PCI_HOST_LEN,
-    )
-    .map_err(bus_err)?;
+    let pci = Arc::new(Mutex::new(pci));
+    pio.insert(pci.clone(), u64::from(PCI_HOST_BASE), PCI_HOST_LEN)
+        .map_err(bus_err)?;
 
     if let Some(de) = config.debug_exit {
         pio.insert(
@@ -330,11 +331,12 @@ pub fn build_devices(
         }
     }
 
-    Ok(MachineIo {
+    let io = MachineIo {
         pio,
         mmio,
         lapics: None,
-    })
+    };
+    Ok((io, pci))
 }
 
 /// QEMU's pci-testdev in the first free slot, its BARs at the addresses it reports.
