@@ -240,6 +240,8 @@ fn halted_cpus_idle_and_wake_on_the_apic_timer() {
         "kemu used {cpu:?} of CPU for {:?} of mostly halted guest",
         run.elapsed
     );
+}
+
 /// fw_cfg, isa-debugcon to a `-chardev file`, pc-testdev and isa-debug-exit, as QEMU's test
 /// kernels use them; under tcg directly and through the firmware, under KVM where it exists.
 #[test]

@@ -9,6 +9,7 @@
 mod cpuid;
 mod debug;
 mod exit;
+mod irq_routing;
 mod kick;
 mod regs;
 mod vcpu;
@@ -68,6 +69,10 @@ impl KvmAccel {
             .map_err(setup_err("KVM_SET_TSS_ADDR"))?;
         vm.create_irq_chip()
             .map_err(setup_err("KVM_CREATE_IRQCHIP"))?;
+        let routing = irq_routing::table()
+            .map_err(|e| AccelError::Other(format!("GSI routing table: {e:?}")))?;
+        vm.set_gsi_routing(&routing)
+            .map_err(setup_err("KVM_SET_GSI_ROUTING"))?;
         let pit = kvm_pit_config {
             flags: PIT_SPEAKER_DUMMY,
             ..Default::default()
