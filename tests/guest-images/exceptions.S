@@ -2,8 +2,8 @@
  * vector, error code, the CS it came from and whether the saved RIP is the right one:
  * #DE (DIV by 0 at CPL 3), #UD (UD2), #GP(selector) (DS loaded with a selector past the GDT
  * limit), #NP(selector) (DS loaded with a not-present segment), #SS(selector) (SS loaded with
- * it), #GP(selector) (SS loaded with a DPL 3 segment at CPL 0), #AC (misaligned load at
- * CPL 3, CR0.AM + EFLAGS.AC), #DB (TF single-step at CPL 3: a trap, RIP after the next
+ * it), #GP(selector) (SS loaded with a DPL 3 segment at CPL 0), #AC (misaligned load, REP MOVSW
+ * and PUSH at CPL 3, CR0.AM + EFLAGS.AC), #DB (TF single-step at CPL 3: a trap, RIP after the next
  * instruction), #DF (a #PF whose delivery faults again: the stack is
  * not mapped; #DF runs on IST 1; its saved RIP is undefined so it is not checked), and a #PF
  * whose handler maps the page and IRETQs back to the faulting load, which then completes.
@@ -54,6 +54,8 @@ main:
     CHECK "#SS mov ss, not-present segment", do_ss, ss_insn
     CHECK "#GP mov ss, DPL 3 segment at CPL 0", do_gp_ss, gp_ss_insn
     CHECK "#AC misaligned load at CPL 3", do_ac, ac_insn
+    CHECK "#AC misaligned rep movsw at CPL 3", do_ac_movs, ac_movs_insn
+    CHECK "#AC push on a misaligned stack at CPL 3", do_ac_push, ac_push_insn
     CHECK "#DB single-step at CPL 3", do_db, db_after
     CHECK "#DF #PF on a not-present stack", do_df, 0
 
@@ -205,6 +207,36 @@ ac_insn:
     mov 1(%rax), %ecx
     ret
 
+do_ac_movs:
+    lea user_ac_movs(%rip), %rdi
+    call run_user
+    ret
+user_ac_movs:                        /* CPL 3; CR0.AM is still set */
+    pushf
+    orl $RFLAGS_AC, (%rsp)
+    popf
+    lea ac_data + 1(%rip), %rsi
+    lea ac_data + 8(%rip), %rdi
+    mov $2, %ecx
+ac_movs_insn:
+    rep movsw
+    ret
+
+do_ac_push:
+    lea user_ac_push(%rip), %rdi
+    call run_user
+    ret
+user_ac_push:                        /* CPL 3 */
+    pushf
+    orl $RFLAGS_AC, (%rsp)
+    popf
+    mov %rsp, %rdx
+    sub $3, %rsp
+ac_push_insn:
+    push %rax
+    mov %rdx, %rsp
+    ret
+
 do_db:
     lea user_db(%rip), %rdi
     jmp run_user
@@ -226,7 +258,7 @@ df_insn:
     .data
     .balign 8
 ac_data:
-    .quad 0, 0
+    .quad 0, 0, 0
 saved_desc:
     .quad 0
 fix_count:
