@@ -4,7 +4,8 @@
  * limit), #NP(selector) (DS loaded with a not-present segment), #SS(selector) (SS loaded with
  * it), #GP(selector) (SS loaded with a DPL 3 segment at CPL 0), #AC (misaligned load, REP MOVSW
  * and PUSH at CPL 3, CR0.AM + EFLAGS.AC), #DB (TF single-step at CPL 3: a trap, RIP after the next
- * instruction), #DF (a #PF whose delivery faults again: the stack is
+ * instruction; DR6 then), #GP(0) and #SS(0) for non-canonical addresses at CPL 3,
+ * #DF (a #PF whose delivery faults again: the stack is
  * not mapped; #DF runs on IST 1; its saved RIP is undefined so it is not checked), and a #PF
  * whose handler maps the page and IRETQs back to the faulting load, which then completes.
  * #TS is not reachable in long mode without task switches (none exist there). #BP, #OF and
@@ -57,6 +58,13 @@ main:
     CHECK "#AC misaligned rep movsw at CPL 3", do_ac_movs, ac_movs_insn
     CHECK "#AC push on a misaligned stack at CPL 3", do_ac_push, ac_push_insn
     CHECK "#DB single-step at CPL 3", do_db, db_after
+    PRINT "exceptions: DR6 after the single step 0x"
+    mov %dr6, %rdi
+    mov $8, %esi
+    call serial_print_hex
+    PRINT "\n"
+    CHECK "#GP non-canonical load at CPL 3", do_noncanon, noncanon_insn
+    CHECK "#SS non-canonical RBP-based load at CPL 3", do_noncanon_ss, noncanon_ss_insn
     CHECK "#DF #PF on a not-present stack", do_df, 0
 
     /* #PF fixed by its handler, then IRETQ back to the load */
@@ -247,6 +255,24 @@ user_db:                             /* CPL 3 */
     xor %eax, %eax                   /* the trap comes after this instruction */
 db_after:
     nop
+    ret
+
+do_noncanon:
+    lea user_noncanon(%rip), %rdi
+    jmp run_user
+user_noncanon:                       /* CPL 3 */
+    movabs $0x0000800000000000, %rax
+noncanon_insn:
+    mov (%rax), %rcx
+    ret
+
+do_noncanon_ss:
+    lea user_noncanon_ss(%rip), %rdi
+    jmp run_user
+user_noncanon_ss:                    /* CPL 3 */
+    movabs $0x0000800000000000, %rbp
+noncanon_ss_insn:
+    mov 8(%rbp), %rcx                /* RBP-based: the stack segment */
     ret
 
 do_df:
