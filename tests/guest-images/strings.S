@@ -3,7 +3,8 @@
  * above the source, where the copy must behave element by element), a copy crossing pages,
  * REP STOSB/STOSQ, REPE CMPSB stopping at a difference, REPNE SCASB finding a byte, LODSB/LODSQ,
  * and REP MOVSB/STOSB with 32-bit address size (ECX counts: RCX's upper half is set and must be
- * ignored). Besides each hash it prints the registers the instruction leaves (RCX, and RSI/RDI
+ * ignored), REP with RCX = 0, SCAS/CMPS of each element size, REP LODSB and an FS source
+ * override. Besides each hash it prints the registers the instruction leaves (RCX, and RSI/RDI
  * as offsets into their buffers). The expected output is the host CPU's (under KVM). */
     .include "lib/common.inc"
 
@@ -15,6 +16,11 @@
 main:
     push %rbx
     push %r12
+    mov $0xC0000100, %ecx            /* FS base = dst, for the FS-override copy */
+    lea dst(%rip), %rax
+    mov %rax, %rdx
+    shr $32, %rdx
+    wrmsr
     PRINT "strings: running at CPL 3\n"
     lea user_strings(%rip), %rdi
     xor %esi, %esi
@@ -317,6 +323,100 @@ user_strings:                        /* CPL 3 */
     SAVE %rax
     HASH_DST
 
+    /* more overlaps: forward with the destination one element above (replicates) and one
+     * byte below (a plain move) */
+    call reset
+    lea 0x300(%r12), %rsi
+    lea 0x308(%r12), %rdi
+    mov $0x100, %ecx
+    rep movsq
+    lea 0x1001(%r12), %rsi
+    lea 0x1000(%r12), %rdi
+    mov $0x900, %ecx
+    rep movsb
+    HASH_SRC
+    /* REP with RCX = 0: nothing moves, flags stay (CF set before) */
+    mov %r12, %rsi
+    mov %r13, %rdi
+    xor %ecx, %ecx
+    stc
+    rep movsb
+    pushf
+    pop %rax
+    and $1, %eax
+    mov %rdi, %rdx
+    sub %r13, %rdx
+    add %rdx, %rax
+    SAVE %rax
+    /* element sizes for SCAS and CMPS: REPNE SCASW/SCASD/SCASQ, REPE CMPSQ and CMPSW backward */
+    call reset
+    movzwl 0x246(%r12), %eax
+    lea 0x10(%r12), %rdi
+    mov $0x1000, %ecx
+    repne scasw
+    mov %rdi, %rax
+    sub %r12, %rax
+    shl $16, %rax
+    or %rcx, %rax
+    SAVE %rax
+    mov 0x404(%r12), %eax
+    mov %r12, %rdi
+    mov $0x800, %ecx
+    repne scasl
+    mov %rdi, %rax
+    sub %r12, %rax
+    shl $16, %rax
+    or %rcx, %rax
+    SAVE %rax
+    mov 0x808(%r12), %rax
+    mov %r12, %rdi
+    mov $0x400, %ecx
+    repne scasq
+    mov %rdi, %rax
+    sub %r12, %rax
+    shl $16, %rax
+    or %rcx, %rax
+    SAVE %rax
+    mov %r12, %rsi
+    mov %r13, %rdi
+    mov $BUF, %ecx
+    rep movsb
+    xorb $1, 0x1235(%r13)
+    mov %r12, %rsi
+    mov %r13, %rdi
+    mov $(BUF / 8), %ecx
+    repe cmpsq
+    pushf
+    pop %rax
+    and $0x8d5, %eax
+    shl $16, %rax
+    or %rcx, %rax
+    SAVE %rax
+    std
+    lea 0x2ffe(%r12), %rsi
+    lea 0x2ffe(%r13), %rdi
+    mov $0x1000, %ecx
+    repe cmpsw
+    cld
+    pushf
+    pop %rax
+    and $0x8d5, %eax
+    shl $16, %rax
+    or %rcx, %rax
+    SAVE %rax
+    /* REP LODSB: RAX = the last byte, RCX = 0 */
+    lea 0x77(%r12), %rsi
+    mov $0x99, %ecx
+    movabs $0x1111111111111111, %rax
+    rep lodsb
+    SAVE %rax
+    /* an FS override on the source (FS base = dst, set at CPL 0) */
+    xor %esi, %esi
+    lea 0x3000(%r12), %rdi
+    mov $0x200, %ecx
+    rep movsb %fs:(%rsi), %es:(%rdi)
+    HASH_SRC
+
     mov %r15, %rax
     pop %r13
     pop %r12
@@ -354,6 +454,15 @@ names:                               /* one per SAVE, in order; an empty name en
     .asciz "addr32 movsb edi-dst"
     .asciz "addr32 cmpsb ecx"
     .asciz "addr32 hash"
+    .asciz "overlap movsq +8 and movsb -1 hash"
+    .asciz "rep movsb rcx=0: CF + rdi-dst"
+    .asciz "repne scasw (rdi-src)<<16|rcx"
+    .asciz "repne scasl (rdi-src)<<16|rcx"
+    .asciz "repne scasq (rdi-src)<<16|rcx"
+    .asciz "repe cmpsq flags<<16|rcx"
+    .asciz "repe cmpsw bwd flags<<16|rcx"
+    .asciz "rep lodsb rax"
+    .asciz "fs: movsb hash"
     .byte 0
 
     .data
