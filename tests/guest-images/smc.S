@@ -6,6 +6,8 @@
  * 3. Code copied to a fresh page and called, then overwritten with other code and called again.
  * 4. Code written through one virtual page and run through another that maps the same physical
  *    page (a 4 KiB page table set up at CPL 0), then rewritten through the first and run again.
+ * 5. REP STOSB filling the instructions right after it with NOPs (they must not run).
+ * 6. An instruction straddling a page boundary, run, patched in its second page, run again.
  * Each result is printed; the expected output is the host CPU's (under KVM). */
     .include "lib/common.inc"
 
@@ -52,7 +54,7 @@ main:
     jne 2b
     PRINT " 0x"
     mov (%rbx), %rdi
-    mov $8, %esi
+    mov $16, %esi
     call serial_print_hex
     PRINT "\n"
     add $8, %rbx
@@ -147,8 +149,36 @@ next_insn:
     call *%rax
     SAVE %rax
 
+    /* 5: REP STOSB overwriting the code right after it with NOPs */
+    xor %edx, %edx
+    lea stos_target(%rip), %rdi
+    mov $(stos_target_end - stos_target), %ecx
+    mov $0x90, %al
+    rep stosb
+stos_target:
+    .rept 8
+    inc %edx                         /* FF C2: 8 of them, gone before they run */
+    .endr
+stos_target_end:
+    SAVE %rdx
+
+    /* 6: an instruction straddling a page boundary, patched in its second page */
+    call straddle_insn
+    mov %eax, %ebx
+    movb $0x99, straddle_insn + 4(%rip)
+    call straddle_insn
+    shl $32, %rax
+    or %rbx, %rax
+    SAVE %rax
+
     pop %rbx
     pop %r15
+    ret
+
+    .balign 4096
+    .fill 4096 - 3, 1, 0xcc          /* straddle_insn starts 3 bytes before a page end */
+straddle_insn:
+    mov $0x11223344, %eax            /* B8 44 33 | 22 11: the page boundary after 0x33 */
     ret
 
 blob_a:                              /* returns 0xa1a10000 + RDI */
@@ -169,6 +199,8 @@ names:
     .asciz "alias page code"
     .asciz "alias page code replaced"
     .asciz "alias page immediate patched"
+    .asciz "rep stosb over the following code"
+    .asciz "page-straddling instruction patched (new<<32|old)"
     .byte 0
 
     .data
