@@ -9,7 +9,14 @@
  *   page 4  a reserved physical-address bit (51) set        -> error 0x9
  *   page 5  A and D start clear: a read sets A (and the PDE's A), a write sets D
  *   page 6  remapped to another frame: after INVLPG the new frame's value is read
- *   page 7  a 4 KiB alias of a data word; pd[513] a 2 MiB alias of physical 0..2 MiB
+ *   page 7  a 4 KiB alias of a data word; pd[513] a 2 MiB alias of physical 0..2 MiB (its A and
+ *           D bits after a read and a write are printed too)
+ *   page 8  read-only, written at CPL 3                      -> error 0x7
+ *   page 9/10  a read crossing into not-present page 10      -> CR2 = page 10's start
+ *   page 11 A and D clear, written first: both set
+ *   pd[514..516] over pt2: a read-only PDE (write -> 0x3), a supervisor PDE (CPL 3 read ->
+ *           0x5), an NX PDE (fetch -> 0x11), the PTEs below all P|RW|US; the NX page fetched
+ *           at CPL 3 -> 0x15
  * Whether a stale translation is used without INVLPG is left open (either is allowed), and
  * global pages across a CR3 reload are not checked (not portable). */
     .include "lib/common.inc"
@@ -18,6 +25,9 @@
     .set VA, 0x40000000
     .set VA_2M, 0x40200000
     .set nx_page, VA + 0x3000
+    .set VA_PDE_RO, 0x40400000       /* pd[514] */
+    .set VA_PDE_SUP, 0x40600000      /* pd[515] */
+    .set pde_nx_page, 0x40801000     /* pd[516], pt2[1] */
     .set MSR_EFER_NXE, 1 << 11
     .set CR0_WP, 1 << 16
     .set PTE_A, 1 << 5
@@ -71,6 +81,31 @@ main:
     MAP 5, frame0, PTE_URW           /* A and D clear */
     MAP 6, frame_e, PTE_URW
     MAP 7, frame0, PTE_URW
+    MAP 8, frame0, PTE_P | PTE_US    /* read-only, for CPL 3 */
+    MAP 9, frame0, PTE_URW           /* page 10 stays not present */
+    MAP 11, frame0, PTE_URW          /* A and D clear, written first */
+    lea pt2(%rip), %rdi              /* pt2: only entries 0 and 1 */
+    xor %ecx, %ecx
+2:  movq $0, (%rdi, %rcx, 8)
+    inc %ecx
+    cmp $512, %ecx
+    jne 2b
+    lea frame0(%rip), %rax
+    or $PTE_URW, %rax
+    mov %rax, (%rdi)
+    lea ret_frame(%rip), %rax
+    or $PTE_URW, %rax
+    mov %rax, 8(%rdi)
+    mov %rdi, %rax                   /* pt2 under three restricted PDEs */
+    or $(PTE_P | PTE_US), %rax       /* pd[514]: read-only */
+    mov %rax, pd + 514 * 8(%rip)
+    mov %rdi, %rax
+    or $(PTE_P | PTE_RW), %rax       /* pd[515]: supervisor */
+    mov %rax, pd + 515 * 8(%rip)
+    mov %rdi, %rax
+    or $PTE_URW, %rax                /* pd[516]: NX */
+    bts $63, %rax
+    mov %rax, pd + 516 * 8(%rip)
     lea pt(%rip), %rax               /* pd[512] -> pt, A clear; pd[513]: 2 MiB of physical 0 */
     or $PTE_URW, %rax
     mov %rax, pd + 512 * 8(%rip)
@@ -106,6 +141,35 @@ main:
     CHECK "supervisor page, read at CPL 3", do_user, user_insn
     CHECK "NX page, fetch", do_nx, nx_page
     CHECK "reserved bit 51, read", do_rsvd, rsvd_insn
+
+    CHECK "read-only page, write at CPL 3", do_user_ro, user_ro_insn
+    CHECK "read-only PDE over a writable PTE, write", do_pde_ro, pde_ro_insn
+    CHECK "supervisor PDE over a user PTE, read at CPL 3", do_pde_user, pde_user_insn
+    CHECK "NX PDE, fetch", do_pde_nx, pde_nx_page
+    CHECK "NX page, fetch at CPL 3", do_user_nx, nx_page
+    CHECK "page-crossing read into a not-present page", do_cross, cross_insn
+
+    movq $2, VA + 0xb020             /* a write with A and D clear sets both */
+    PRINT "paging: after a first write: PTE A/D 0x"
+    mov pt + 11 * 8(%rip), %rdi
+    and $(PTE_A | PTE_D), %edi
+    mov $2, %esi
+    call serial_print_hex
+    lea frame0 + 0x18(%rip), %rax    /* the 2 MiB page's PDE: A on a read, D on a write */
+    mov VA_2M(%rax), %rax
+    PRINT ", 2 MiB PDE after a read 0x"
+    mov pd + 513 * 8(%rip), %rdi
+    and $(PTE_A | PTE_D), %edi
+    mov $2, %esi
+    call serial_print_hex
+    lea frame0 + 0x30(%rip), %rax
+    movq $3, VA_2M(%rax)
+    PRINT ", after a write 0x"
+    mov pd + 513 * 8(%rip), %rdi
+    and $(PTE_A | PTE_D), %edi
+    mov $2, %esi
+    call serial_print_hex
+    PRINT "\n"
 
     mov VA + 0x5018, %r12            /* A and D */
     PRINT "paging: after a read: PTE A/D 0x"
@@ -182,6 +246,40 @@ do_nx:
     mov $VA + 0x3000, %rax
     call *%rax
     ret
+do_user_ro:
+    lea user_ro(%rip), %rdi
+    jmp run_user
+user_ro:                             /* CPL 3 */
+user_ro_insn:
+    movq $1, VA + 0x8010
+    ret
+do_pde_ro:
+pde_ro_insn:
+    movq $1, VA_PDE_RO + 0x10
+    ret
+do_pde_user:
+    lea user_pde(%rip), %rdi
+    jmp run_user
+user_pde:                            /* CPL 3 */
+pde_user_insn:
+    mov VA_PDE_SUP + 0x10, %rax
+    ret
+do_pde_nx:
+    mov $pde_nx_page, %rax
+    call *%rax
+    ret
+do_user_nx:
+    lea user_nx(%rip), %rdi
+    jmp run_user
+user_nx:                             /* CPL 3 */
+    mov $nx_page, %rax
+    call *%rax
+    ret
+do_cross:
+cross_insn:
+    mov VA + 0x9ffc, %rax            /* 4 bytes in page 9, 4 in page 10 */
+    ret
+
 do_rsvd:
 rsvd_insn:
     mov VA + 0x4028, %rax
@@ -198,5 +296,7 @@ ret_frame:
 frame_e:
     .skip 4096
 frame_f:
+    .skip 4096
+pt2:
     .skip 4096
     .text
