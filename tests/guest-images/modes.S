@@ -3,11 +3,16 @@
  * EFER.LME=0 -> 16-bit protected mode (a 16-bit code segment) -> CR0.PE=0 and a far jump: real
  * mode, running a blob copied to 0x7000 (CS=0x0700). There: segment arithmetic (one byte
  * read back through DS=0x0700:0x0c00, ES=0x07c0:0 and FS=0:0x7c00), a far CALL to 0x0600:x
- * (the same linear address through another segment) and LRET, and a line printed with IN/OUT
- * polling of the UART. Then CR0.PE=1 and a far jump to 32-bit protected mode (prints a line,
- * reads EFER: LMA must be 0), boot.inc's ENTER_LONG_MODE back to 64-bit, and finally
- * 64-bit -> compatibility mode (32-bit arithmetic, a 32-bit stack frame) -> 64-bit.
- * The values are printed in hex at the end; debug-exit 0 when they are as expected. */
+ * (the same linear address through another segment) and LRET, a 32-bit-addressed store read
+ * back through LES, a line printed with IN/OUT polling of the UART, and (modes_tcg only) INT
+ * 0x80 through the IVT and IRET, the handler seeing the caller's FLAGS: under PVM the vCPU
+ * never comes back from a real-mode INT n (the run hangs until killed; measured).
+ * Then CR0.PE=1 and a far jump to 32-bit protected mode (prints a line, reads EFER: LMA must
+ * be 0), boot.inc's ENTER_LONG_MODE back to 64-bit, and finally 64-bit -> compatibility mode
+ * (32-bit arithmetic, a 32-bit stack frame) -> 64-bit. The entry is boot.inc's (the multiboot
+ * 32-bit entry goes straight to long mode), so the way down starts in 64-bit mode and also
+ * covers leaving long mode. The values are printed in hex at the end; debug-exit 0 when they
+ * are as expected. */
     .include "lib/common.inc"
 
     .set RM_BASE, 0x7000             /* the real-mode blob's home; CS = 0x0700 */
@@ -119,6 +124,7 @@ long_back:                           /* 64-bit again */
     mov $KDATA, %eax
     mov %ax, %ss
     mov saved_rsp(%rip), %rsp
+    lidt idt_ptr(%rip)               /* the 64-bit IDT back */
     PRINT "modes: 64-bit again; to compatibility mode and back\n"
     ljmpl *to_compat_up(%rip)
 back64:
@@ -142,6 +148,16 @@ back64:
     PRINT ", return CS 0x"
     movzwl RM_BASE + (rm_ret_cs - rm_blob), %edi
     mov $4, %esi
+    call serial_print_hex
+    .ifdef MODES_TCG
+    PRINT ", INT 0x80 AX 0x"
+    movzwl RM_BASE + (rm_int_ax - rm_blob), %edi
+    mov $4, %esi
+    call serial_print_hex
+    .endif
+    PRINT ", addr32 + LES 0x"
+    movzbl RM_BASE + (rm_addr32 - rm_blob), %edi
+    mov $2, %esi
     call serial_print_hex
     PRINT ", CR0.PE "
     movzwl RM_BASE + (rm_cr0 - rm_blob), %edi
@@ -170,6 +186,12 @@ back64:
     cmpw $0x0600, RM_BASE + (rm_far_cs - rm_blob)
     jne 3f
     cmpw $RM_SEG, RM_BASE + (rm_ret_cs - rm_blob)
+    jne 3f
+    .ifdef MODES_TCG
+    cmpw $0x9235, RM_BASE + (rm_int_ax - rm_blob)
+    jne 3f
+    .endif
+    cmpb $0xa5, RM_BASE + (rm_addr32 - rm_blob)
     jne 3f
     testl $(1 << 10), pm32_efer(%rip) /* LMA */
     jnz 3f
@@ -219,6 +241,22 @@ rm_real:                             /* real mode */
     mov 0x0c00, %al
     mov %al, rm_bytes - rm_blob + 2
     lcall $(RM_SEG - 0x100), $(rm_far - rm_blob + 0x1000)
+    .ifdef MODES_TCG
+    lidt rm_ivt_ptr - rm_blob        /* the real-mode IVT at 0 (IDTR held the 64-bit IDT) */
+    xor %ax, %ax                     /* IVT[0x80] = RM_SEG:rm_isr */
+    mov %ax, %es
+    movw $(rm_isr - rm_blob), %es:0x200
+    movw $RM_SEG, %es:0x202
+    mov $0x1234, %ax
+    stc
+    int $0x80
+    mov %ax, rm_int_ax - rm_blob
+    .endif
+    mov $0x1000, %ebx                /* 32-bit addressing (0x67) in real mode */
+    movb $0xa5, 0x0c01(%ebx)         /* DS:0x1c01 = linear 0x8c01 */
+    les rm_far_ptr - rm_blob, %di    /* ES:DI = 0x0800:0x0c01, the same byte */
+    mov %es:(%di), %al
+    mov %al, rm_addr32 - rm_blob
     mov $(rm_msg - rm_blob), %si
     call rm_puts
     mov %cr0, %eax                   /* back up: 32-bit protected mode */
@@ -233,6 +271,16 @@ rm_far:                              /* reached as 0x0600:(offset + 0x1000) */
     mov 2(%bp), %ax                  /* the caller's CS, pushed by the far call */
     mov %ax, rm_ret_cs - rm_blob
     lret
+
+rm_isr:                              /* INT 0x80: AX += 1, CF of the caller into AX bit 15 */
+    push %bp
+    mov %sp, %bp
+    inc %ax
+    testb $1, 6(%bp)                 /* the FLAGS the INT pushed: BP, IP, CS, FLAGS */
+    jz 1f
+    or $0x8000, %ax
+1:  pop %bp
+    iret
 
 rm_puts:                             /* DS:SI = string; IN/OUT polling */
 1:  lodsb
@@ -256,6 +304,11 @@ rm_cr0:    .word 0xffff
 rm_bytes:  .word 0, 0
 rm_far_cs: .word 0
 rm_ret_cs: .word 0
+rm_int_ax: .word 0
+rm_addr32: .word 0
+rm_far_ptr: .word 0x0c01, 0x0800
+rm_ivt_ptr: .word 0x3ff
+           .long 0
 rm_blob_end:
     .code64
 
