@@ -12,9 +12,9 @@ use iced_x86::{Instruction, Mnemonic, OpKind};
 
 use super::{mem_seg, size_mask};
 use crate::cpu::fault::Res;
-use crate::cpu::flags::{FlagOp, DF};
+use crate::cpu::flags::{FlagOp, AC, DF};
 use crate::cpu::mmu::tlb::Access;
-use crate::cpu::state::sreg;
+use crate::cpu::state::{cr0, sreg};
 use crate::cpu::Cpu;
 
 /// Elements per execution of a REP string instruction before it yields.
@@ -160,6 +160,10 @@ fn bulk_rep(cpu: &mut Cpu, mn: Mnemonic, src_seg: usize, asz: usize, es: usize) 
     };
     let am = size_mask(asz);
     let user = cpu.state.cpl() == 3;
+    // Alignment checking (#AC) is per element: leave it to the element loop.
+    if user && es > 1 && cpu.state.cr0 & cr0::AM != 0 && cpu.state.flags.sys(AC) {
+        return None;
+    }
     let esz = es as u64;
     let mut done = 0u64;
     while done < CHUNK {

@@ -2,8 +2,9 @@
 //! compatibility mode (#GP(0), or #SS(0) for SS), flat addressing with canonical checks in
 //! 64-bit mode (FS/GS keep their base).
 
-use crate::cpu::fault::{gp, ss, Res};
-use crate::cpu::state::sreg;
+use crate::cpu::fault::{exc_code, gp, ss, vec, Res};
+use crate::cpu::flags::AC;
+use crate::cpu::state::{cr0, sreg};
 use crate::cpu::Cpu;
 
 /// Is `a` canonical for 48-bit linear addresses?
@@ -65,11 +66,28 @@ impl Cpu {
         Ok(s.base.wrapping_add(off) & 0xffff_ffff)
     }
 
+    /// Alignment check (#AC(0)): a misaligned data access at CPL 3 with CR0.AM and
+    /// EFLAGS.AC both set. Only called for CPL 3 accesses.
+    #[inline]
+    fn check_alignment(&self, lin: u64, size: usize) -> Res<()> {
+        if size > 1
+            && lin & (size as u64 - 1) != 0
+            && self.state.cr0 & cr0::AM != 0
+            && self.state.flags.sys(AC)
+        {
+            return Err(exc_code(vec::AC, 0));
+        }
+        Ok(())
+    }
+
     /// Data read of `size` bytes at `seg:off` with the current privilege.
     #[inline]
     pub(crate) fn read_seg(&mut self, seg: usize, off: u64, size: usize) -> Res<u64> {
         let lin = self.linear(seg, off, size, false)?;
         let user = self.state.cpl() == 3;
+        if user {
+            self.check_alignment(lin, size)?;
+        }
         self.read_lin(lin, size, user)
     }
 
@@ -78,6 +96,9 @@ impl Cpu {
     pub(crate) fn write_seg(&mut self, seg: usize, off: u64, size: usize, v: u64) -> Res<()> {
         let lin = self.linear(seg, off, size, true)?;
         let user = self.state.cpl() == 3;
+        if user {
+            self.check_alignment(lin, size)?;
+        }
         self.write_lin(lin, size, v, user)
     }
 

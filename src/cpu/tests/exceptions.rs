@@ -353,3 +353,43 @@ fn nmi_ignores_if_and_is_blocked_until_iret() {
     );
     assert_eq!(g.gpr(15), 2);
 }
+
+/// #AC(0): a misaligned load at CPL 3 with CR0.AM and EFLAGS.AC set; the aligned load before
+/// it and everything at CPL 0 are unaffected.
+#[test]
+fn alignment_check_at_cpl3() {
+    let mut g = Guest::new();
+    let prog = asm(64, |a| {
+        a.mov(rax, qword_ptr(0x7_0001))?; // CPL 0: never checked
+        a.mov(ax, 0x38u32)?;
+        a.ltr(ax)?;
+        a.push(0x33)?;
+        a.push(0x7_0000)?;
+        a.push(0x4_0002)?; // AC
+        a.push(0x2b)?;
+        a.mov(rax, CODE + 0x200)?;
+        a.push(rax)?;
+        a.iretq()
+    });
+    setup(&mut g, &prog);
+    let user = asm(64, |a| {
+        a.mov(rbx, qword_ptr(0x7_0008))?;
+        a.mov(rcx, qword_ptr(0x7_0001))?;
+        a.hlt()
+    });
+    g.write(CODE + 0x200, &user);
+    g.write(HANDLERS + 0x800, &handler(17, true));
+    gate64(&mut g, 17, HANDLERS + 0x800, 0, true);
+    let lo = 0x67u64 | (TSS & 0xff_ffff) << 16 | 0x89 << 40 | ((TSS >> 24) & 0xff) << 56;
+    g.write_u64(GDT + 0x38, lo);
+    g.write_u64(GDT + 0x40, TSS >> 32);
+    g.write_u64(TSS + 4, 0x9_0000);
+    g.cpu.state.gdtr.limit = 0x47;
+    g.cpu.state.cr0 |= crate::cpu::state::cr0::AM;
+    g.write_u64(0x7_0008, 0x1122);
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.gpr(15), 17, "#AC");
+    assert_eq!(g.gpr(14), 0, "error code 0");
+    assert_eq!(g.gpr(3), 0x1122, "the aligned load went through");
+    assert_eq!(g.gpr(12), CODE + 0x200 + 8, "RIP of the misaligned load");
+}
