@@ -112,6 +112,8 @@ pub mod msr {
     pub const TSC: u32 = 0x10;
     /// APIC base.
     pub const APIC_BASE: u32 = 0x1b;
+    /// Microcode update signature (IA32_BIOS_SIGN_ID).
+    pub const BIOS_SIGN_ID: u32 = 0x8b;
     /// SYSENTER CS.
     pub const SYSENTER_CS: u32 = 0x174;
     /// SYSENTER ESP.

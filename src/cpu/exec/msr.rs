@@ -32,6 +32,8 @@ impl Cpu {
             msr::GS_BASE => s.seg[sreg::GS].base,
             msr::KERNEL_GS_BASE => m.kernel_gs_base,
             msr::TSC_AUX => m.tsc_aux,
+            // No microcode: the signature reads 0 (Linux writes 0, runs CPUID, reads it back).
+            msr::BIOS_SIGN_ID => 0,
             _ => return None,
         })
     }
@@ -81,6 +83,7 @@ impl Cpu {
             msr::GS_BASE if addr_ok => s.seg[sreg::GS].base = v,
             msr::KERNEL_GS_BASE if addr_ok => s.msr.kernel_gs_base = v,
             msr::TSC_AUX => s.msr.tsc_aux = v & 0xffff_ffff,
+            msr::BIOS_SIGN_ID => {}
             _ => return false,
         }
         true
