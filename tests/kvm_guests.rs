@@ -33,6 +33,12 @@ fn cpl3_workload_on_the_host_cpu() {
     run_guest("cpl3.bin", "cpl3", 1, "1");
 }
 
+/// The x87 work runs at CPL 3 (natively on the host CPU under PVM): x87.expected is its output.
+#[test]
+fn x87_on_the_host_cpu() {
+    run_guest("x87.bin", "x87", 1, "1");
+}
+
 #[test]
 fn smp2_both_cpus_report_in() {
     run_guest("smp.bin", "smp", 1, "2");

@@ -64,9 +64,20 @@ pub mod cr4 {
     pub const PGE: u64 = 1 << 7;
     /// OS supports FXSAVE.
     pub const OSFXSR: u64 = 1 << 9;
+    /// OS handles unmasked SIMD floating-point exceptions (#XM).
+    pub const OSXMMEXCPT: u64 = 1 << 10;
     /// Bits a guest may set (what CPUID advertises).
-    pub const VALID: u64 =
-        (1 << 0) | (1 << 1) | TSD | (1 << 3) | PSE | PAE | (1 << 6) | PGE | (1 << 8);
+    pub const VALID: u64 = (1 << 0)
+        | (1 << 1)
+        | TSD
+        | (1 << 3)
+        | PSE
+        | PAE
+        | (1 << 6)
+        | PGE
+        | (1 << 8)
+        | OSFXSR
+        | OSXMMEXCPT;
 }
 
 /// EFER bits.

@@ -212,7 +212,8 @@ fn user_state(start: &Start) -> VcpuState {
     let mut s = VcpuState::reset();
     s.cr0 = 0x8000_0031;
     s.cr3 = PML4;
-    s.cr4 = 0x20;
+    // PAE, OSFXSR (the host CPU runs user code with it: FXSAVE then saves XMM and MXCSR).
+    s.cr4 = 0x220;
     s.efer = 0xd00;
     s.cs = Segment::flat(USER_CS, 0xb, true);
     let d = Segment::flat(USER_DS, 0x3, false);

@@ -9,12 +9,15 @@
 //!
 //! Compared after each block: the 16 GPRs, the arithmetic flags the last writers left defined,
 //! RIP at the end marker, and the data and stack pages. Not covered: string instructions,
-//! CALL/RET/ENTER/LEAVE/PUSHF/POPF, control flow inside a block, x87/SSE/AVX, system and
+//! CALL/RET/ENTER/LEAVE/PUSHF/POPF, control flow inside a block, SSE/AVX, system and
 //! privileged instructions, exceptions and their delivery (everything runs at CPL 3 with no
 //! IDT), segment overrides, data operands other than `[r15 + disp]` / `[r15 + idx*1,2,4 +
-//! disp]` (LEA uses any base+index*scale+disp), page-crossing accesses and LOCK.
+//! disp]` (LEA uses any base+index*scale+disp), page-crossing accesses and LOCK. x87 blocks
+//! ([`gen_x87`], [`run_x87_campaign`]) end with an FXSAVE into the data page, so the x87 state
+//! is compared with it (transcendental instructions are not generated).
 
 pub mod gen;
+pub mod gen_x87;
 pub mod harness;
 
 use gen::{Block, Generator, Rng};
@@ -100,11 +103,32 @@ pub fn run_campaign(
     len: usize,
 ) -> Result<usize, DiffError> {
     let generator = Generator::new();
+    run_blocks(harness, seed, blocks, |rng| generator.block(rng, len, CODE))
+}
+
+/// Like [`run_campaign`] with x87 blocks ([`gen_x87::x87_block`]): `len` random x87
+/// instructions after the loads, the FXSAVE image compared with the data page.
+pub fn run_x87_campaign(
+    harness: &mut Harness,
+    seed: u64,
+    blocks: usize,
+    len: usize,
+) -> Result<usize, DiffError> {
+    run_blocks(harness, seed, blocks, |rng| {
+        gen_x87::x87_block(rng, len, CODE)
+    })
+}
+
+fn run_blocks(
+    harness: &mut Harness,
+    seed: u64,
+    blocks: usize,
+    make: impl Fn(&mut Rng) -> Result<Block, iced_x86::IcedError>,
+) -> Result<usize, DiffError> {
     let mut compared = 0;
     for index in 0..blocks {
         let mut rng = Rng::new(block_seed(seed, index));
-        let block = generator
-            .block(&mut rng, len, CODE)
+        let block = make(&mut rng)
             .map_err(|e| DiffError::Generate {
                 seed,
                 block: index,

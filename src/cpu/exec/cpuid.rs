@@ -1,6 +1,6 @@
-//! CPUID: a GenuineIntel-compatible description of exactly what this CPU implements. No x87,
-//! no SSE, no local APIC yet; PAE, PSE, PGE, TSC, MSR, CX8, CMOV, SEP, PAT, CLFSH, POPCNT,
-//! SYSCALL, NX, LM, RDTSCP and LAHF/SAHF in 64-bit mode.
+//! CPUID: a GenuineIntel-compatible description of exactly what this CPU implements. FPU (x87)
+//! and FXSR (FXSAVE/FXRSTOR); no SSE, no local APIC yet; PAE, PSE, PGE, TSC, MSR, CX8, CMOV,
+//! SEP, PAT, CLFSH, POPCNT, SYSCALL, NX, LM, RDTSCP and LAHF/SAHF in 64-bit mode.
 
 use iced_x86::Instruction;
 
@@ -9,7 +9,8 @@ use crate::cpu::mmu::walk::PHYS_BITS;
 use crate::cpu::Cpu;
 
 /// Leaf 1 EDX feature bits we implement.
-const LEAF1_EDX: u32 = (1 << 3) // PSE
+const LEAF1_EDX: u32 = (1 << 0) // FPU
+    | (1 << 3) // PSE
     | (1 << 4) // TSC
     | (1 << 5) // MSR
     | (1 << 6) // PAE
@@ -18,7 +19,8 @@ const LEAF1_EDX: u32 = (1 << 3) // PSE
     | (1 << 13) // PGE
     | (1 << 15) // CMOV
     | (1 << 16) // PAT
-    | (1 << 19); // CLFSH
+    | (1 << 19) // CLFSH
+    | (1 << 24); // FXSR
 /// Leaf 1 ECX feature bits.
 const LEAF1_ECX: u32 = 1 << 23; // POPCNT
 /// Leaf 0x80000001 EDX.

@@ -11,12 +11,14 @@ pub mod bcd;
 pub mod bit;
 pub mod control;
 pub mod cpuid;
+pub mod fxsave;
 pub mod msr;
 pub mod muldiv;
 pub mod shift;
 pub mod stack;
 pub mod string;
 pub mod system;
+pub mod x87;
 
 use iced_x86::{Instruction, OpKind, Register};
 

@@ -6,6 +6,7 @@ mod exceptions;
 mod modes;
 mod programs;
 mod system;
+mod x87;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
