@@ -128,12 +128,11 @@ fn run_blocks(
     let mut compared = 0;
     for index in 0..blocks {
         let mut rng = Rng::new(block_seed(seed, index));
-        let block = make(&mut rng)
-            .map_err(|e| DiffError::Generate {
-                seed,
-                block: index,
-                what: e.to_string(),
-            })?;
+        let block = make(&mut rng).map_err(|e| DiffError::Generate {
+            seed,
+            block: index,
+            what: e.to_string(),
+        })?;
         let start = Start::random(&mut rng);
         let (diffs, _, _) = harness
             .run(&block, &start)

@@ -193,11 +193,11 @@ x87_user:                            /* CPL 3 */
     movzwl %ax, %eax
     SAVE 37
     fninit
-    fldl c_third(%rip)               /* 38: 1/3 (m64) * 3 rounded up */
+    fldl c_third(%rip)               /* 38: 1/3 (m64) * 3, PC = 53, rounded up to 1 */
     fldcw c_cw_up(%rip)
     fmull c_d3(%rip)
-    fstpt res+16*38(%rip)
     SW 39                            /* 39: C1 = rounded up */
+    fstpt res+16*38(%rip)
     fldcw c_cw_def(%rip)
     fninit
     xor %eax, %eax
@@ -224,7 +224,7 @@ c_cw_def:  .word 0x037f
 c_cw_pc24: .word 0x007f
 c_cw_pc53: .word 0x027f
 c_cw_down: .word 0x077f
-c_cw_up:   .word 0x0b7f
+c_cw_up:   .word 0x0a7f
 names:
     .asciz "add_m64", "third_m80", "third_fsw", "sqrt2_m80", "third_pc24", "twothirds_pc53"
     .asciz "fldpi", "fldl2e", "fldln2_down", "fistp_down", "fistp_near", "fisttp"

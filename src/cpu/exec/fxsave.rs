@@ -130,7 +130,14 @@ pub fn fxrstor(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     }
     f.ftw = 0;
     for p in 0..8 {
-        f.set_tag(p, if abridged & (1 << p) != 0 { 0 } else { tag::EMPTY });
+        f.set_tag(
+            p,
+            if abridged & (1 << p) != 0 {
+                0
+            } else {
+                tag::EMPTY
+            },
+        );
     }
     retag(&mut f);
     if sse {

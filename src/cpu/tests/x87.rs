@@ -127,7 +127,11 @@ fn unmasked_zero_divide_raises_mf_at_next_wait() {
     assert_eq!(fsw & 0x8084, 0x8084, "ZE, ES and B");
     // Unmasked ZE: destination and stack unchanged (two values, TOP = 6).
     assert_eq!((fsw >> 11) & 7, 6);
-    assert_eq!(g.cpu.state.fpu.fsw & 0x80, 0, "cleared by FNCLEX before the FWAIT");
+    assert_eq!(
+        g.cpu.state.fpu.fsw & 0x80,
+        0,
+        "cleared by FNCLEX before the FWAIT"
+    );
 }
 
 #[test]

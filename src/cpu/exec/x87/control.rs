@@ -162,7 +162,11 @@ fn load_env(cpu: &mut Cpu, i: &Instruction, l: Layout) -> Res<FpuState> {
     if l.protected {
         f.fip = a;
         f.fcs = b as u16;
-        f.fop = if l.wide { ((b >> 16) & 0x7ff) as u16 } else { 0 };
+        f.fop = if l.wide {
+            ((b >> 16) & 0x7ff) as u16
+        } else {
+            0
+        };
         f.fdp = c;
         f.fds = d as u16;
     } else {

@@ -302,14 +302,7 @@ pub fn fbstp(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
                 if neg_of(v) {
                     hi |= 0x8000;
                 }
-                (
-                    F80 {
-                        mant,
-                        sign_exp: hi,
-                    },
-                    exc & !sw::DE,
-                    up,
-                )
+                (F80 { mant, sign_exp: hi }, exc & !sw::DE, up)
             }
         };
         let blocked = exc & sw::IE & !f.fcw != 0;
@@ -439,7 +432,10 @@ mod tests {
     #[test]
     fn integer_rounding() {
         let half = f80(false, 0x3fff, 0xc000_0000_0000_0000); // 1.5
-        assert_eq!(to_int(half, 16, Round::NearestTiesToEven), (2, sw::PE, true));
+        assert_eq!(
+            to_int(half, 16, Round::NearestTiesToEven),
+            (2, sw::PE, true)
+        );
         assert_eq!(to_int(half, 16, Round::TowardZero), (1, sw::PE, false));
         assert_eq!(to_int(int_f80(40000), 16, Round::TowardZero).1, sw::IE);
         assert_eq!(to_int(INDEFINITE, 32, Round::TowardZero).0, -(1 << 31));

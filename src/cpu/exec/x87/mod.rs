@@ -352,9 +352,7 @@ pub fn record(cpu: &mut Cpu, i: &Instruction) {
 fn opcode_bits(bytes: &[u8]) -> u16 {
     let pos = bytes.iter().position(|b| (0xd8..=0xdf).contains(b));
     match pos {
-        Some(p) if p + 1 < bytes.len() => {
-            (u16::from(bytes[p] & 7) << 8) | u16::from(bytes[p + 1])
-        }
+        Some(p) if p + 1 < bytes.len() => (u16::from(bytes[p] & 7) << 8) | u16::from(bytes[p + 1]),
         _ => 0,
     }
 }
@@ -414,10 +412,7 @@ pub fn probe_mem(cpu: &mut Cpu, i: &Instruction, len: u64) -> Res<()> {
 pub fn read_m80(cpu: &mut Cpu, i: &Instruction, off: u64) -> Res<F80> {
     let mant = read_mem(cpu, i, off, 8)?;
     let se = read_mem(cpu, i, off + 8, 2)? as u16;
-    Ok(F80 {
-        mant,
-        sign_exp: se,
-    })
+    Ok(F80 { mant, sign_exp: se })
 }
 
 /// Write an 80-bit value at offset `off` of the memory operand.
@@ -428,7 +423,11 @@ pub fn write_m80(cpu: &mut Cpu, i: &Instruction, off: u64, v: F80) -> Res<()> {
 }
 
 /// Run a data instruction: entry checks, the body, then FIP/FOP/FDP.
-pub fn data(cpu: &mut Cpu, i: &Instruction, body: fn(&mut Cpu, &Instruction) -> Res<()>) -> Res<()> {
+pub fn data(
+    cpu: &mut Cpu,
+    i: &Instruction,
+    body: fn(&mut Cpu, &Instruction) -> Res<()>,
+) -> Res<()> {
     enter(cpu, Entry::Data)?;
     body(cpu, i)?;
     record(cpu, i);
@@ -497,7 +496,13 @@ pub fn handler(m: M) -> Option<Handler> {
         M::Fincstp | M::Fdecstp => k::fincdec,
         M::Fnop => k::fnop,
         M::Wait => k::fwait,
-        M::Fsin | M::Fcos | M::Fsincos | M::Fptan | M::Fpatan | M::F2xm1 | M::Fyl2x
+        M::Fsin
+        | M::Fcos
+        | M::Fsincos
+        | M::Fptan
+        | M::Fpatan
+        | M::F2xm1
+        | M::Fyl2x
         | M::Fyl2xp1 => t::transcend,
         _ => return None,
     };
