@@ -118,7 +118,7 @@ mod tests {
     fn st_index_wraps_around_top() {
         let f = FpuState {
             fsw: 6 << 11,
-            ftw: 0xffff & !(3 << 12),
+            ftw: !(3 << 12),
             ..FpuState::default()
         };
         assert_eq!(f.phys(0), 6);
