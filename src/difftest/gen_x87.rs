@@ -18,6 +18,9 @@ use super::gen::{Block, Rng, DATA_SIZE};
 /// Offset in the data page of the FXSAVE image (16-byte aligned, 512 bytes).
 pub const FXSAVE_OFF: u64 = DATA_SIZE - 512;
 
+/// Instructions before the first one worth blaming in a mismatch (FNINIT, 8 FLDZ, FNINIT).
+pub const PROLOGUE_LEN: usize = 10;
+
 /// How a form takes its operands.
 #[derive(Clone, Copy)]
 enum Ops {
@@ -164,24 +167,13 @@ fn random_insn(rng: &mut Rng) -> Result<Instruction, IcedError> {
     }
 }
 
-/// A block of FNINIT, FLDCW, three loads, `n` random x87 instructions, FNSTSW AX and the
-/// FXSAVE of the state (pointer fields zeroed), assembled at `addr`.
-pub fn x87_block(rng: &mut Rng, n: usize, addr: u64) -> Result<Block, IcedError> {
-    let cw_off = FXSAVE_OFF - 16;
+/// The end of every x87 block: FNSTSW AX, FXSAVE into the data page, the pointer fields and
+/// MXCSR_MASK of the image zeroed.
+pub fn epilogue() -> Result<Vec<Instruction>, IcedError> {
     let mut v = vec![
-        Instruction::with(Code::Fninit),
-        Instruction::with2(Code::Mov_rm16_imm16, mem(cw_off), control_word(rng) as u32)?,
-        Instruction::with1(Code::Fldcw_m2byte, mem(cw_off))?,
+        Instruction::with1(Code::Fnstsw_AX, Register::AX)?,
+        Instruction::with1(Code::Fxsave_m512byte, mem(FXSAVE_OFF))?,
     ];
-    let loads = [Code::Fild_m32int, Code::Fld_m64fp, Code::Fild_m16int];
-    for code in loads {
-        v.push(Instruction::with1(code, mem(8 * rng.below(cw_off / 8)))?);
-    }
-    for _ in 0..n {
-        v.push(random_insn(rng)?);
-    }
-    v.push(Instruction::with1(Code::Fnstsw_AX, Register::AX)?);
-    v.push(Instruction::with1(Code::Fxsave_m512byte, mem(FXSAVE_OFF))?);
     for (off, code) in [
         (6, Code::Mov_rm16_imm16),
         (8, Code::Mov_rm64_imm32),
@@ -190,6 +182,30 @@ pub fn x87_block(rng: &mut Rng, n: usize, addr: u64) -> Result<Block, IcedError>
     ] {
         v.push(Instruction::with2(code, mem(FXSAVE_OFF + off), 0u32)?);
     }
+    Ok(v)
+}
+
+/// A block of FNINIT (registers cleared), FLDCW, three loads, `n` random x87 instructions, FNSTSW AX and the
+/// FXSAVE of the state (pointer fields zeroed), assembled at `addr`.
+pub fn x87_block(rng: &mut Rng, n: usize, addr: u64) -> Result<Block, IcedError> {
+    let cw_off = FXSAVE_OFF - 16;
+    // Eight FLDZ between two FNINITs: every physical register holds +0, so the FXSAVE image
+    // of empty registers does not depend on what earlier blocks left there.
+    let mut v = vec![Instruction::with(Code::Fninit)];
+    v.extend(std::iter::repeat_n(Instruction::with(Code::Fldz), 8));
+    v.extend([
+        Instruction::with(Code::Fninit),
+        Instruction::with2(Code::Mov_rm16_imm16, mem(cw_off), control_word(rng) as u32)?,
+        Instruction::with1(Code::Fldcw_m2byte, mem(cw_off))?,
+    ]);
+    let loads = [Code::Fild_m32int, Code::Fld_m64fp, Code::Fild_m16int];
+    for code in loads {
+        v.push(Instruction::with1(code, mem(8 * rng.below(cw_off / 8)))?);
+    }
+    for _ in 0..n {
+        v.push(random_insn(rng)?);
+    }
+    v.extend(epilogue()?);
     Block::assemble(v, addr)
 }
 

@@ -103,7 +103,7 @@ pub fn run_campaign(
     len: usize,
 ) -> Result<usize, DiffError> {
     let generator = Generator::new();
-    run_blocks(harness, seed, blocks, |rng| generator.block(rng, len, CODE))
+    run_blocks(harness, seed, blocks, (0, &[]), |rng| generator.block(rng, len, CODE))
 }
 
 /// Like [`run_campaign`] with x87 blocks ([`gen_x87::x87_block`]): `len` random x87
@@ -114,7 +114,12 @@ pub fn run_x87_campaign(
     blocks: usize,
     len: usize,
 ) -> Result<usize, DiffError> {
-    run_blocks(harness, seed, blocks, |rng| {
+    let epilogue = gen_x87::epilogue().map_err(|e| DiffError::Generate {
+        seed,
+        block: 0,
+        what: e.to_string(),
+    })?;
+    run_blocks(harness, seed, blocks, (gen_x87::PROLOGUE_LEN, &epilogue), |rng| {
         gen_x87::x87_block(rng, len, CODE)
     })
 }
@@ -123,6 +128,7 @@ fn run_blocks(
     harness: &mut Harness,
     seed: u64,
     blocks: usize,
+    frame: (usize, &[iced_x86::Instruction]),
     make: impl Fn(&mut Rng) -> Result<Block, iced_x86::IcedError>,
 ) -> Result<usize, DiffError> {
     let mut compared = 0;
@@ -146,7 +152,7 @@ fn run_blocks(
                 seed,
                 block: index,
                 disassembly: block.disassembly(),
-                culprit: culprit(harness, &block, &start),
+                culprit: culprit(harness, &block, &start, frame),
                 diffs,
             })));
         }
@@ -157,11 +163,21 @@ fn run_blocks(
 
 /// The shortest prefix of `block` on which the sides differ: its last instruction (Intel
 /// syntax and `Code`) and the differences. `None` if no prefix reproduces it.
-fn culprit(harness: &mut Harness, block: &Block, start: &Start) -> Option<(String, Vec<String>)> {
+/// `frame`: how many leading instructions every prefix keeps (a prologue that sets up state)
+/// and the block's last instructions before `hlt`, appended to every prefix (for x87 blocks the
+/// FXSAVE that makes the register stack visible).
+fn culprit(
+    harness: &mut Harness,
+    block: &Block,
+    start: &Start,
+    (first, epilogue): (usize, &[iced_x86::Instruction]),
+) -> Option<(String, Vec<String>)> {
     use iced_x86::{Formatter, IntelFormatter};
-    let body = &block.instrs[..block.instrs.len().saturating_sub(1)];
-    for k in 1..=body.len() {
-        let prefix = Block::assemble(body[..k].to_vec(), block.addr).ok()?;
+    let body = &block.instrs[..block.instrs.len().saturating_sub(1 + epilogue.len())];
+    for k in first.max(1)..=body.len() {
+        let mut instrs = body[..k].to_vec();
+        instrs.extend_from_slice(epilogue);
+        let prefix = Block::assemble(instrs, block.addr).ok()?;
         let (diffs, _, _) = harness.run(&prefix, start).ok()?;
         if !diffs.is_empty() {
             let ins = &body[k - 1];

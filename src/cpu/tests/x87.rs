@@ -219,3 +219,66 @@ fn fsave_frstor_real_mode() {
     let v: u64 = g.ram.read_obj(GuestAddress(0x200)).unwrap();
     assert_eq!(f64::from_bits(v), 1.0);
 }
+
+#[test]
+fn transcendentals_use_host_math() {
+    let mut g = Guest::new();
+    run64(&mut g, |a| {
+        a.fninit()?;
+        a.fld1()?;
+        a.fld1()?;
+        a.fpatan()?; // atan2(1, 1) = pi/4
+        a.fstp(qword_ptr(rbx))?;
+        a.fldz()?;
+        a.fsincos()?; // st0 = cos 0 = 1, st1 = sin 0 = 0
+        a.fstp(qword_ptr(rbx + 8))?;
+        a.fstp(qword_ptr(rbx + 16))
+    });
+    let v = f64::from_bits(g.read_u64(DATA));
+    assert!((v - std::f64::consts::FRAC_PI_4).abs() < 1e-15);
+    assert_eq!(f64::from_bits(g.read_u64(DATA + 8)), 1.0);
+    assert_eq!(f64::from_bits(g.read_u64(DATA + 16)), 0.0);
+}
+
+#[test]
+fn bcd_roundtrip_and_fcmov() {
+    let mut g = Guest::new();
+    g.write_u64(DATA, 0x0000_0000_9876_5432);
+    g.write_u64(DATA + 8, 0x8000);
+    run64(&mut g, |a| {
+        a.fninit()?;
+        a.fbld(tword_ptr(rbx))?; // -98765432
+        a.fld1()?;
+        a.stc()?;
+        a.fcmovb(st0, st1)?; // CF = 1: st0 = -98765432
+        a.fistp(dword_ptr(rbx + 16))?;
+        a.fbstp(tword_ptr(rbx + 32))
+    });
+    assert_eq!(g.read_u64(DATA + 16) as u32 as i32, -98_765_432);
+    assert_eq!(g.read_u64(DATA + 32), 0x9876_5432);
+    assert_eq!(g.read_u64(DATA + 40) & 0xffff, 0x8000);
+}
+
+#[test]
+fn fstenv_32bit_protected_layout() {
+    let mut g = Guest::new();
+    let code = asm(32, |a| {
+        a.mov(ebx, DATA as u32)?;
+        a.fninit()?;
+        a.fld1()?;
+        a.fnstenv(ptr(ebx))?;
+        a.fldenv(ptr(ebx))?;
+        a.fnstcw(word_ptr(ebx + 64))?;
+        a.hlt()
+    });
+    g.set_flat32(&code);
+    assert_eq!(g.run(), CpuExit::Halt);
+    // FCW, FSW (TOP = 7) and FTW with 0xffff in the reserved upper halves.
+    assert_eq!(g.read_u64(DATA), 0xffff_3800_ffff_037f);
+    assert_eq!(g.read_u64(DATA + 8) as u32, 0xffff_3fff);
+    // FIP: the FLD1 (after the 5-byte MOV and the 2-byte FNINIT); FCS:FOP.
+    assert_eq!((g.read_u64(DATA + 8) >> 32) as u32, CODE as u32 + 7);
+    assert_eq!(g.read_u64(DATA + 16) as u32, (0x1e8 << 16) | 0x18);
+    // FSTENV masks all exceptions; FLDENV brought the stored FCW back.
+    assert_eq!(g.read_u64(DATA + 64) as u16, 0x037f);
+}

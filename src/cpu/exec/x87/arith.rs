@@ -187,7 +187,10 @@ fn arith_body(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         M::Fdiv | M::Fdivp | M::Fidiv => (Op::Div, false),
         _ => (Op::Div, true),
     };
-    let pop = matches!(m, M::Faddp | M::Fsubp | M::Fsubrp | M::Fmulp | M::Fdivp);
+    let pop = matches!(
+        m,
+        M::Faddp | M::Fsubp | M::Fsubrp | M::Fmulp | M::Fdivp | M::Fdivrp
+    );
     let (dst, src, src_de) = if (0..i.op_count()).any(|n| is_mem(i, n)) {
         let (v, de) = load_operand(cpu, i)?;
         (0, Some(v), de)
@@ -494,6 +497,10 @@ pub fn fprem(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     data(cpu, i, |cpu, i| {
         let f = &mut cpu.state.fpu;
         let Some((a, b)) = st0_st1(f) else {
+            // As on the host CPU: C2 (incomplete) is cleared by a masked underflow too.
+            if f.fcw & sw::IE != 0 {
+                f.set_cc(f.fsw & (sw::C0 | sw::C3));
+            }
             return Ok(());
         };
         let nearest = i.mnemonic() == M::Fprem1;
@@ -501,8 +508,10 @@ pub fn fprem(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         if f.signal(o.exc) {
             return Ok(());
         }
-        if let Some(cc) = cc {
-            f.set_cc(cc);
+        match cc {
+            Some(cc) => f.set_cc(cc),
+            // NaN or invalid operands: the host CPU clears C2 and C1, keeps C0 and C3.
+            None => f.set_cc(f.fsw & (sw::C0 | sw::C3)),
         }
         f.st_set(0, o.value);
         Ok(())

@@ -417,9 +417,12 @@ pub fn read_m80(cpu: &mut Cpu, i: &Instruction, off: u64) -> Res<F80> {
 
 /// Write an 80-bit value at offset `off` of the memory operand.
 pub fn write_m80(cpu: &mut Cpu, i: &Instruction, off: u64, v: F80) -> Res<()> {
-    read_mem(cpu, i, off + 8, 2)?;
-    write_mem(cpu, i, off + 8, 2, u64::from(v.sign_exp))?;
-    write_mem(cpu, i, off, 8, v.mant)
+    // Rewriting the old top bytes proves them writable without changing them, so a fault
+    // on either part leaves memory as it was.
+    let old = read_mem(cpu, i, off + 8, 2)?;
+    write_mem(cpu, i, off + 8, 2, old)?;
+    write_mem(cpu, i, off, 8, v.mant)?;
+    write_mem(cpu, i, off + 8, 2, u64::from(v.sign_exp))
 }
 
 /// Run a data instruction: entry checks, the body, then FIP/FOP/FDP.
@@ -494,7 +497,8 @@ pub fn handler(m: M) -> Option<Handler> {
         M::Frstor => k::frstor,
         M::Ffree | M::Ffreep => k::ffree,
         M::Fincstp | M::Fdecstp => k::fincdec,
-        M::Fnop => k::fnop,
+        // The 8087/287 FENI/FDISI/FSETPM are no-ops from the 387 on.
+        M::Fnop | M::Fneni | M::Fndisi | M::Fnsetpm | M::Feni | M::Fdisi | M::Fsetpm => k::fnop,
         M::Wait => k::fwait,
         M::Fsin
         | M::Fcos
