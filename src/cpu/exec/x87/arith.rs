@@ -168,7 +168,17 @@ pub fn compute(fcw: u16, op: Op, a: F80, b: F80, src_de: bool) -> Outcome {
         return Outcome::plain(a, de);
     }
     let rm = round_mode(fcw);
-    let r = compute_rm(fcw, op, a, b, rm);
+    let mut r = compute_rm(fcw, op, a, b, rm);
+    // apfloat reports a directed rounding to the largest finite value as merely inexact; x87
+    // (IEEE) calls it an overflow. Rounding to nearest tells whether the exact value is that big.
+    if r.status == Status::INEXACT
+        && exp_of(from_x80(r.value)) == 0x7ffe
+        && compute_rm(fcw, op, a, b, Round::NearestTiesToEven)
+            .value
+            .is_infinite()
+    {
+        r.status |= Status::OVERFLOW;
+    }
     finish(r, de, || compute_rm(fcw, op, a, b, Round::TowardZero).value)
 }
 

@@ -118,8 +118,15 @@ where
         return (bits, if is_snan(v) { sw::IE } else { 0 }, false);
     }
     let mut lost = false;
-    let r = to_x80(v).convert_r(round_mode(fcw), &mut lost);
+    let mut r = to_x80(v).convert_r(round_mode(fcw), &mut lost);
     let bits = r.value.to_bits() as u64;
+    // A directed rounding down to the largest finite value is an overflow too (apfloat only
+    // says inexact): the exponent is at least the format's 2^(emax+1).
+    let emax_unbiased = (1i32 << (ew - 1)) - 1;
+    let e = i32::from(exp_of(v)) - 16383;
+    if r.status == Status::INEXACT && r.value.is_finite() && e > emax_unbiased {
+        r.status |= Status::OVERFLOW;
+    }
     let up = r.status.contains(Status::INEXACT) && {
         let t: T = to_x80(v).convert_r(Round::TowardZero, &mut lost).value;
         t.to_bits() as u64 != bits
@@ -400,7 +407,7 @@ pub fn fcmov(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
             }
             return Ok(());
         }
-        f.set_c1(false);
+        // C1 is left alone (the host CPU does; only an underflow clears it).
         if cond {
             let v = f.st_get(k);
             f.st_set(0, v);
