@@ -103,7 +103,9 @@ pub fn run_campaign(
     len: usize,
 ) -> Result<usize, DiffError> {
     let generator = Generator::new();
-    run_blocks(harness, seed, blocks, (0, &[]), |rng| generator.block(rng, len, CODE))
+    run_blocks(harness, seed, blocks, (0, &[]), |rng| {
+        generator.block(rng, len, CODE)
+    })
 }
 
 /// Like [`run_campaign`] with x87 blocks ([`gen_x87::x87_block`]): `len` random x87
@@ -119,9 +121,13 @@ pub fn run_x87_campaign(
         block: 0,
         what: e.to_string(),
     })?;
-    run_blocks(harness, seed, blocks, (gen_x87::PROLOGUE_LEN, &epilogue), |rng| {
-        gen_x87::x87_block(rng, len, CODE)
-    })
+    run_blocks(
+        harness,
+        seed,
+        blocks,
+        (gen_x87::PROLOGUE_LEN, &epilogue),
+        |rng| gen_x87::x87_block(rng, len, CODE),
+    )
 }
 
 fn run_blocks(

@@ -78,11 +78,8 @@ pub fn fld(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         let f = &mut cpu.state.fpu;
         let src = st_reg(i.op0_register());
         if f.empty(src) {
-            if f.push_would_overflow() {
-                if !f.overflow() {
-                    f.push(INDEFINITE);
-                }
-            } else if !f.underflow() {
+            // An empty source is reported as underflow (C1 = 0) even when ST(7) is full too.
+            if !f.underflow() {
                 f.push(INDEFINITE);
             }
             return Ok(());
