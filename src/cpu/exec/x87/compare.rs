@@ -93,8 +93,8 @@ pub fn fcomi(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
             }
             sw::C3 | sw::C2 | sw::C0
         } else {
+            // C1 is left alone here (the host CPU does).
             let (cc, exc) = compare(f.st_get(0), f.st_get(k), quiet_nans, false);
-            f.set_c1(false);
             if f.signal(exc) {
                 return Ok(());
             }
