@@ -164,11 +164,20 @@ pub fn compute(fcw: u16, op: Op, a: F80, b: F80, src_de: bool) -> Outcome {
         Ok(de) => de | if src_de { sw::DE } else { 0 },
         Err(o) => return o,
     };
+    let rm = round_mode(fcw);
+    let mut r = compute_rm(fcw, op, a, b, rm);
+    // Invalid operation and zero divide rank above the denormal operand: DE is not reported.
+    let de = if r
+        .status
+        .intersects(Status::INVALID_OP | Status::DIV_BY_ZERO)
+    {
+        0
+    } else {
+        de
+    };
     if de & !fcw & sw::DE != 0 {
         return Outcome::plain(a, de);
     }
-    let rm = round_mode(fcw);
-    let mut r = compute_rm(fcw, op, a, b, rm);
     // apfloat reports a directed rounding to the largest finite value as merely inexact; x87
     // (IEEE) calls it an overflow. Rounding to nearest tells whether the exact value is that big.
     if r.status == Status::INEXACT
