@@ -250,6 +250,8 @@ pub fn ffree(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         let f = &mut cpu.state.fpu;
         let p = f.phys(st_reg(i.op0_register()));
         f.set_tag(p, tag::EMPTY);
+        // C0..C3 are undefined; the host CPU clears C1.
+        f.set_c1(false);
         if i.mnemonic() == M::Ffreep {
             f.pop();
         }
