@@ -14,7 +14,7 @@ command -v "$QEMU" >/dev/null || { echo "no $QEMU: apt-get install qemu-system-x
 
 # name -> the exit status QEMU must end with: debug-exit value v gives (v << 1) | 1; the demo
 # powers off through ACPI (status 0).
-declare -A STATUS=([hello]=1 [hello.elf]=1 [exit_code]=85 [pio_bench]=1 [cpl3]=1 [smp]=1 [syscall]=1 [demo]=0 [virtio_blk]=1 [modes]=1 [modes_tcg]=1 [paging]=1 [exceptions]=1 [exceptions_tcg]=1 [gates]=1 [gates_tcg]=1 [strings]=1 [smc]=1)
+declare -A STATUS=([hello]=1 [hello.elf]=1 [exit_code]=85 [pio_bench]=1 [cpl3]=1 [x87]=1 [smp]=1 [syscall]=1 [demo]=0 [virtio_blk]=1 [modes]=1 [modes_tcg]=1 [paging]=1 [exceptions]=1 [exceptions_tcg]=1 [gates]=1 [gates_tcg]=1 [strings]=1 [smc]=1)
 
 (cd "$ROOT" && cargo build -q) || exit 1
 # The most recently written OUT_DIR is the one `cargo build` just used.
@@ -23,7 +23,7 @@ DIR=$(ls -td "$ROOT"/target/debug/build/kemu-*/out/guests 2>/dev/null | head -n 
 [ -n "$DIR" ] || { echo "no built guests under target/debug/build" >&2; exit 1; }
 
 GUESTS=("$@")
-[ ${#GUESTS[@]} -gt 0 ] || GUESTS=(hello hello.elf exit_code pio_bench cpl3 smp syscall demo gdb_target lapic_timer ioapic ipi hlt_wake virtio_blk modes modes_tcg paging exceptions exceptions_tcg gates gates_tcg strings smc)
+[ ${#GUESTS[@]} -gt 0 ] || GUESTS=(hello hello.elf exit_code pio_bench cpl3 x87 smp syscall demo gdb_target lapic_timer ioapic ipi hlt_wake virtio_blk modes modes_tcg paging exceptions exceptions_tcg gates gates_tcg strings smc)
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 pass=0 fail=0

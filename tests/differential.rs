@@ -4,7 +4,7 @@
 
 use kemu::difftest::gen::{Generator, Rng};
 use kemu::difftest::harness::{Harness, Start, CODE};
-use kemu::difftest::{run_campaign, run_sse_campaign, DiffError};
+use kemu::difftest::{run_campaign, run_sse_campaign, run_x87_campaign, DiffError};
 
 const DEFAULT_SEED: u64 = 0x6b65_6d75;
 const BLOCKS: usize = 10_000;
@@ -131,4 +131,25 @@ fn blocks_do_observable_work() {
         regs_changed > 200 * 5,
         "registers rarely changed: {regs_changed}"
     );
+}
+
+
+/// x87 blocks: loads, arithmetic under random precision/rounding control, compares, stores,
+/// and the FXSAVE image of the whole x87 state.
+#[test]
+fn tcg_matches_kvm_on_x87_blocks() {
+    if !kvm_present() {
+        println!("SKIPPED (no /dev/kvm)");
+        return;
+    }
+    let base = env_u64("KEMU_DIFF_SEED").unwrap_or(DEFAULT_SEED);
+    let seed = base ^ 0x87;
+    let blocks = env_u64("KEMU_DIFF_BLOCKS").map_or(BLOCKS / 4, |b| b as usize);
+    println!("differential x87: KEMU_DIFF_SEED={base:#x} (campaign seed {seed:#x}), {blocks} blocks x 20");
+    let mut h = Harness::new().unwrap();
+    match run_x87_campaign(&mut h, seed, blocks, 20) {
+        Ok(n) => println!("{n} instructions compared"),
+        Err(DiffError::Mismatch(m)) => panic!("replay with KEMU_DIFF_SEED={base:#x}\n{m}"),
+        Err(e) => panic!("replay with KEMU_DIFF_SEED={base:#x}: {e}"),
+    }
 }

@@ -39,6 +39,12 @@ fn sse_results_on_the_host_cpu() {
     run_guest("sse.bin", "sse", 1, "1");
 }
 
+/// The x87 work runs at CPL 3 (natively on the host CPU under PVM): x87.expected is its output.
+#[test]
+fn x87_on_the_host_cpu() {
+    run_guest("x87.bin", "x87", 1, "1");
+}
+
 #[test]
 fn smp2_both_cpus_report_in() {
     run_guest("smp.bin", "smp", 1, "2");
@@ -184,6 +190,9 @@ fn hlt_wakes_on_the_apic_timer() {
     run_guest("hlt_wake.bin", "hlt_wake", 1, "2");
 }
 
-// `ioapic` is not run here: kemu's KVM backend keeps KVM's default GSI routing, where GSI 0
-// (the in-kernel PIT) reaches IOAPIC input 0, while the MADT's interrupt source override (and
-// the guest) expect input 2, as QEMU routes it. The guest hangs waiting for the PIT under KVM.
+/// The in-kernel PIT reaches IOAPIC input 2, as the MADT's interrupt source override says
+/// (kemu sets KVM's GSI routing the way QEMU does).
+#[test]
+fn ioapic_routes_the_pit() {
+    run_guest("ioapic.bin", "ioapic", 1, "1");
+}

@@ -31,6 +31,11 @@ fn sse_results() {
 }
 
 #[test]
+fn x87_results_match_the_real_cpu() {
+    run_guest("tcg", "x87.bin", "x87", 1, "1");
+}
+
+#[test]
 fn resets_with_no_reboot() {
     run_guest("tcg", "reset_kbc.bin", "reset_kbc", 0, "1");
     run_guest("tcg", "reset_cf9.bin", "reset_cf9", 0, "1");

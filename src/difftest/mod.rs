@@ -10,13 +10,16 @@
 //!
 //! Compared after each block: the 16 GPRs, the arithmetic flags the last writers left defined,
 //! RIP at the end marker, and the data and stack pages. Not covered: string instructions,
-//! CALL/RET/ENTER/LEAVE/PUSHF/POPF, control flow inside a block, x87/AVX, system and
+//! CALL/RET/ENTER/LEAVE/PUSHF/POPF, control flow inside a block, AVX, system and
 //! privileged instructions, exceptions and their delivery (everything runs at CPL 3 with no
 //! IDT), segment overrides, data operands other than `[r15 + disp]` / `[r15 + idx*1,2,4 +
-//! disp]` (LEA uses any base+index*scale+disp), page-crossing accesses and LOCK.
+//! disp]` (LEA uses any base+index*scale+disp), page-crossing accesses and LOCK. x87 blocks
+//! ([`gen_x87`], [`run_x87_campaign`]) end with an FXSAVE into the data page, so the x87 state
+//! is compared with it (transcendental instructions are not generated).
 
 pub mod gen;
 pub mod gen_sse;
+pub mod gen_x87;
 pub mod harness;
 
 use gen::{Block, Generator, Rng};
@@ -103,16 +106,48 @@ pub fn run_campaign(
     len: usize,
 ) -> Result<usize, DiffError> {
     let generator = Generator::new();
+    run_blocks(harness, seed, blocks, (0, &[]), |rng| {
+        generator.block(rng, len, CODE)
+    })
+}
+
+/// Like [`run_campaign`] with x87 blocks ([`gen_x87::x87_block`]): `len` random x87
+/// instructions after the loads, the FXSAVE image compared with the data page.
+pub fn run_x87_campaign(
+    harness: &mut Harness,
+    seed: u64,
+    blocks: usize,
+    len: usize,
+) -> Result<usize, DiffError> {
+    let epilogue = gen_x87::epilogue().map_err(|e| DiffError::Generate {
+        seed,
+        block: 0,
+        what: e.to_string(),
+    })?;
+    run_blocks(
+        harness,
+        seed,
+        blocks,
+        (gen_x87::PROLOGUE_LEN, &epilogue),
+        |rng| gen_x87::x87_block(rng, len, CODE),
+    )
+}
+
+fn run_blocks(
+    harness: &mut Harness,
+    seed: u64,
+    blocks: usize,
+    frame: (usize, &[iced_x86::Instruction]),
+    make: impl Fn(&mut Rng) -> Result<Block, iced_x86::IcedError>,
+) -> Result<usize, DiffError> {
     let mut compared = 0;
     for index in 0..blocks {
         let mut rng = Rng::new(block_seed(seed, index));
-        let block = generator
-            .block(&mut rng, len, CODE)
-            .map_err(|e| DiffError::Generate {
-                seed,
-                block: index,
-                what: e.to_string(),
-            })?;
+        let block = make(&mut rng).map_err(|e| DiffError::Generate {
+            seed,
+            block: index,
+            what: e.to_string(),
+        })?;
         let start = Start::random(&mut rng);
         let (diffs, _, _) = harness
             .run(&block, &start)
@@ -126,7 +161,7 @@ pub fn run_campaign(
                 seed,
                 block: index,
                 disassembly: block.disassembly(),
-                culprit: culprit(harness, &block, &start),
+                culprit: culprit(harness, &block, &start, frame),
                 diffs,
             })));
         }
@@ -137,11 +172,21 @@ pub fn run_campaign(
 
 /// The shortest prefix of `block` on which the sides differ: its last instruction (Intel
 /// syntax and `Code`) and the differences. `None` if no prefix reproduces it.
-fn culprit(harness: &mut Harness, block: &Block, start: &Start) -> Option<(String, Vec<String>)> {
+/// `frame`: how many leading instructions every prefix keeps (a prologue that sets up state)
+/// and the block's last instructions before `hlt`, appended to every prefix (for x87 blocks the
+/// FXSAVE that makes the register stack visible).
+fn culprit(
+    harness: &mut Harness,
+    block: &Block,
+    start: &Start,
+    (first, epilogue): (usize, &[iced_x86::Instruction]),
+) -> Option<(String, Vec<String>)> {
     use iced_x86::{Formatter, IntelFormatter};
-    let body = &block.instrs[..block.instrs.len().saturating_sub(1)];
-    for k in 1..=body.len() {
-        let prefix = Block::assemble(body[..k].to_vec(), block.addr).ok()?;
+    let body = &block.instrs[..block.instrs.len().saturating_sub(1 + epilogue.len())];
+    for k in first.max(1)..=body.len() {
+        let mut instrs = body[..k].to_vec();
+        instrs.extend_from_slice(epilogue);
+        let prefix = Block::assemble(instrs, block.addr).ok()?;
         let (diffs, _, _) = harness.run(&prefix, start).ok()?;
         if !diffs.is_empty() {
             let ins = &body[k - 1];

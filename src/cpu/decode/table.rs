@@ -5,7 +5,9 @@
 use iced_x86::{CpuidFeature, Instruction, Mnemonic as M, OpKind, Register};
 
 use super::{sse_table, Handler};
-use crate::cpu::exec::{alu, bcd, bit, control, cpuid, msr, muldiv, shift, stack, string, system};
+use crate::cpu::exec::{
+    alu, bcd, bit, control, cpuid, fxsave, msr, muldiv, shift, stack, string, system, x87,
+};
 use crate::cpu::fault::{ud, Res};
 use crate::cpu::Cpu;
 
@@ -258,8 +260,12 @@ pub fn handler_for(i: &Instruction) -> (Handler, bool) {
         M::Sysenter => msr::sysenter,
         M::Sysexit | M::Sysexitq => msr::sysexit,
         M::Swapgs => msr::swapgs,
-        M::Wait => system::fwait,
-        _ => return (fallback(i), true),
+        M::Fxsave | M::Fxsave64 => fxsave::fxsave,
+        M::Fxrstor | M::Fxrstor64 => fxsave::fxrstor,
+        m => match x87::handler(m) {
+            Some(h) => h,
+            None => return (fallback(i), true),
+        },
     };
     (h, false)
 }

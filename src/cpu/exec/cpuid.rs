@@ -1,7 +1,7 @@
-//! CPUID: a GenuineIntel-compatible description of exactly what this CPU implements. SSE and
-//! SSE2 (no MMX, SSE3 or later); the local APIC (xAPIC: the machine provides it; no x2APIC, no
-//! TSC-deadline), PAE, PSE, PGE, TSC, MSR, CX8, CX16, CMOV, SEP, PAT, CLFSH, POPCNT,
-//! SYSCALL, NX, LM, RDTSCP and LAHF/SAHF in 64-bit mode.
+//! CPUID: a GenuineIntel-compatible description of exactly what this CPU implements. FPU (x87),
+//! FXSR (FXSAVE/FXRSTOR), SSE and SSE2 (no MMX, SSE3 or later); the local APIC (xAPIC: the
+//! machine provides it; no x2APIC, no TSC-deadline), PAE, PSE, PGE, TSC, MSR, CX8, CX16, CMOV,
+//! SEP, PAT, CLFSH, POPCNT, SYSCALL, NX, LM, RDTSCP and LAHF/SAHF in 64-bit mode.
 
 use iced_x86::Instruction;
 
@@ -10,7 +10,8 @@ use crate::cpu::mmu::walk::PHYS_BITS;
 use crate::cpu::Cpu;
 
 /// Leaf 1 EDX feature bits we implement.
-const LEAF1_EDX: u32 = (1 << 3) // PSE
+const LEAF1_EDX: u32 = (1 << 0) // FPU
+    | (1 << 3) // PSE
     | (1 << 4) // TSC
     | (1 << 5) // MSR
     | (1 << 6) // PAE
@@ -21,6 +22,7 @@ const LEAF1_EDX: u32 = (1 << 3) // PSE
     | (1 << 15) // CMOV
     | (1 << 16) // PAT
     | (1 << 19) // CLFSH
+    | (1 << 24) // FXSR
     | (1 << 25) // SSE
     | (1 << 26); // SSE2
 /// Leaf 1 ECX feature bits.

@@ -11,6 +11,7 @@ pub mod bcd;
 pub mod bit;
 pub mod control;
 pub mod cpuid;
+pub mod fxsave;
 pub mod msr;
 pub mod muldiv;
 pub mod shift;
@@ -18,6 +19,7 @@ pub mod sse;
 pub mod stack;
 pub mod string;
 pub mod system;
+pub mod x87;
 
 use iced_x86::{Instruction, OpKind, Register};
 

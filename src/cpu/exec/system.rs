@@ -1,6 +1,6 @@
 //! System instructions: control/debug registers, descriptor-table registers, MSRs, TSC, HLT,
 //! CLI/STI, flag bit instructions, port I/O with IOPL and the TSS I/O bitmap, segment loads,
-//! LAR/LSL/VERR/VERW, cache no-ops, and the #NM/#UD answer to x87/SSE.
+//! LAR/LSL/VERR/VERW, cache no-ops, and the #NM/#UD answer to unimplemented x87/SSE forms.
 
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
@@ -35,7 +35,7 @@ pub fn unimplemented(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     Err(ud())
 }
 
-/// x87 instructions: #NM when CR0.EM or CR0.TS, otherwise #UD (x87 is not implemented yet).
+/// x87 instructions without semantics in `exec/x87`: #NM when CR0.EM or CR0.TS, otherwise #UD.
 pub fn x87(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     if cpu.state.cr0 & (cr0::EM | cr0::TS) != 0 {
         return Err(exc(vec::NM));
@@ -49,14 +49,6 @@ pub fn sse(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         return Err(exc(vec::NM));
     }
     unimplemented(cpu, i)
-}
-
-/// FWAIT: #NM when CR0.TS and CR0.MP, otherwise nothing (no x87 state to wait for).
-pub fn fwait(cpu: &mut Cpu, _i: &Instruction) -> Res<()> {
-    if cpu.state.cr0 & (cr0::TS | cr0::MP) == cr0::TS | cr0::MP {
-        return Err(exc(vec::NM));
-    }
-    Ok(())
 }
 
 /// UD0/UD1/UD2.

@@ -212,7 +212,7 @@ fn double_then_triple_fault() {
 fn undefined_opcode_and_unimplemented_count() {
     let mut g = Guest::new();
     let prog = asm(64, |a| {
-        a.fld1()?; // x87 is not implemented: #UD, counted
+        a.vzeroupper()?; // AVX is not implemented: #UD, counted
         a.hlt()
     });
     setup(&mut g, &prog);

@@ -8,6 +8,7 @@ mod modes;
 mod programs;
 mod strings;
 mod system;
+mod x87;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
