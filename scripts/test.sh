@@ -4,7 +4,8 @@
 #      guests, qemu-utils as the disk-image peer, gdb for the gdbstub tests, memtest86+
 #      (/boot/memtest86+x64.bin, booted by tests/memtest.rs), libxml2-utils (xmllint) for kemu
 #      bench's SVG (the Linux guest script installs cpio/xz);
-#   2. assembles the real Linux test guest from Debian's packages (cached in build/linux-guest);
+#   2. assembles the real Linux test guests from Debian's packages (cloud and generic kernels,
+#      cached in build/linux-guest and build/linux-guest-generic);
 #   3. checks formatting and lints, then runs every unit and integration test.
 # KVM tests run when /dev/kvm exists and print "SKIPPED (no /dev/kvm)" otherwise.
 set -euo pipefail
@@ -19,7 +20,8 @@ command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || need+=(qemu-u
 command -v gdb >/dev/null || need+=(gdb)
 [ -s /boot/memtest86+x64.bin ] || need+=(memtest86+)
 command -v xmllint >/dev/null || need+=(libxml2-utils)  # checks kemu bench's SVG
-if [ ! -s build/linux-guest/vmlinux ] || [ ${#need[@]} -gt 0 ]; then
+if [ ! -s build/linux-guest/vmlinux ] || [ ! -s build/linux-guest-generic/bzImage ] ||
+    [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: apt-get update" >&2
     as_root apt-get update -q >/dev/null
 fi
@@ -29,6 +31,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 scripts/make-linux-guest.sh build/linux-guest
+scripts/make-linux-guest.sh build/linux-guest-generic generic
 export KEMU_REQUIRE_LINUX_GUEST=1
 
 cargo fmt --all -- --check

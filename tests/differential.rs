@@ -133,7 +133,6 @@ fn blocks_do_observable_work() {
     );
 }
 
-
 /// x87 blocks: loads, arithmetic under random precision/rounding control, compares, stores,
 /// and the FXSAVE image of the whole x87 state.
 #[test]

@@ -12,15 +12,15 @@ pub mod boot;
 mod config;
 pub mod console;
 mod control;
-pub mod firmware;
 mod drive;
+pub mod firmware;
 mod io;
 mod legacy_irq;
 pub mod memory;
 mod pc;
-mod timers;
-pub mod stats_file;
 mod pci;
+pub mod stats_file;
+mod timers;
 mod trace;
 mod vcpu_loop;
 
@@ -37,9 +37,9 @@ pub use io::MachineIo;
 use crate::accel::kvm::KvmAccel;
 use crate::accel::tcg::Tcg;
 use crate::accel::{AccelError, Accelerator, CrashReport, ExitStats, VcpuContext};
-use crate::monitor::gdb::{DebugHub, GdbError, GdbServer};
 use crate::devices::clock::{Clock, HostClock};
 use crate::devices::ioapic::{IOAPIC_BASE, IOAPIC_LEN};
+use crate::monitor::gdb::{DebugHub, GdbError, GdbServer};
 
 /// Why the machine could not be built or run.
 #[derive(Debug, thiserror::Error)]

@@ -228,6 +228,10 @@ pub fn bus_err(e: BusError) -> MachineError {
 /// their interrupt lines on `chip`, their time from the machine's `clock`; `fw_cfg` is the
 /// filled fw_cfg device. Returns the buses and the PCI host, which `machine::pci` plugs the
 /// PCI functions into.
+// Each argument is one thing the machine wires in (buses, IRQ chip, clock, control, console,
+// trace, fw_cfg); bundling them would only move the list. TODO: a `Platform` struct when the
+// next one arrives.
+#[allow(clippy::too_many_arguments)]
 pub fn build_devices(
     config: &MachineConfig,
     mut pio: Bus,
