@@ -8,36 +8,18 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{kemu, kvm_or_skip};
-
-fn linux_guest() -> Option<PathBuf> {
-    let dir = std::env::var_os("KEMU_LINUX_GUEST")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("build/linux-guest"));
-    if dir.join("vmlinux").exists() && dir.join("initramfs.cpio.gz").exists() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("KEMU_REQUIRE_LINUX_GUEST").as_deref() != Ok("1"),
-        "no Linux guest in {} (run scripts/make-linux-guest.sh)",
-        dir.display()
-    );
-    eprintln!(
-        "linux_kvm: SKIPPED (no Linux guest in {}; run scripts/make-linux-guest.sh)",
-        dir.display()
-    );
-    None
-}
+use common::{kemu, kvm_or_skip, linux_guest};
 
 #[test]
 fn debian_kernel_banner_under_kvm() {
     if !kvm_or_skip("linux_kvm") {
         return;
     }
-    let Some(dir) = linux_guest() else { return };
+    let Some(dir) = linux_guest("linux_kvm", "build/linux-guest", "vmlinux") else {
+        return;
+    };
     let vmlinux = dir.join("vmlinux");
     let initrd = dir.join("initramfs.cpio.gz");
     let r = kemu(

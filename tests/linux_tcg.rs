@@ -15,32 +15,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::kemu;
-
-fn guest(flavour_dir: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(flavour_dir);
-    if dir.join("bzImage").exists() && dir.join("initramfs.cpio.gz").exists() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("KEMU_REQUIRE_LINUX_GUEST").as_deref() != Ok("1"),
-        "no Linux guest in {} (run scripts/make-linux-guest.sh)",
-        dir.display()
-    );
-    eprintln!(
-        "linux_tcg: SKIPPED (no Linux guest in {}; run scripts/make-linux-guest.sh)",
-        dir.display()
-    );
-    None
-}
+use common::{kemu, linux_guest};
 
 /// Boot `dir`'s `image` (bzImage, or vmlinux through its PVH note) + initramfs with `smp`
 /// vCPUs; check the boot log, the power-off and status 0.
 fn boot(flavour_dir: &str, image: &str, smp: &str) {
-    let Some(dir) = guest(flavour_dir) else {
+    let Some(dir) = linux_guest("linux_tcg", flavour_dir, image) else {
         return;
     };
     let kernel = dir.join(image);

@@ -214,3 +214,26 @@ pub fn kemu_cpu_time(args: &[&str], limit: Duration) -> (Run, Duration) {
     };
     (run, cpu)
 }
+
+/// The Linux guest `scripts/make-linux-guest.sh` built in `dir` (relative to the repository,
+/// or `KEMU_LINUX_GUEST` when set), if it holds `file` and the initramfs. Missing: a failure
+/// under `KEMU_REQUIRE_LINUX_GUEST=1` (CI), else a loud SKIPPED line for `test` and `None`.
+pub fn linux_guest(test: &str, dir: &str, file: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("KEMU_LINUX_GUEST")
+        .filter(|_| dir == "build/linux-guest")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir));
+    if dir.join(file).exists() && dir.join("initramfs.cpio.gz").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("KEMU_REQUIRE_LINUX_GUEST").as_deref() != Ok("1"),
+        "no Linux guest in {} (run scripts/make-linux-guest.sh)",
+        dir.display()
+    );
+    eprintln!(
+        "{test}: SKIPPED (no Linux guest in {}; run scripts/make-linux-guest.sh)",
+        dir.display()
+    );
+    None
+}
