@@ -1,13 +1,8 @@
 //! Debian's kernels boot under the software CPU (`-accel tcg`) to the initramfs's `/init`
-//! (`scripts/make-linux-guest.sh`), which ends with `poweroff -f`: kemu must exit with status
-//! 0. The cloud kernel (bzImage) runs on one and on two vCPUs, the generic kernel (vmlinux,
-//! PVH entry) on one.
-//!
-//! What these tests do NOT check yet, because it does not work yet: the output of `/init`'s
-//! commands (marker, `uname -a`, `/proc/cpuinfo`, `date`, the pipeline). User-space writes to
-//! the serial console go through the 8250 driver's interrupt-driven transmit path, and under
-//! tcg no transmit interrupt reaches the guest after the port is opened, so the text stays in
-//! the tty buffer until `poweroff -f`. The kernel's own log (polled writes) all comes out.
+//! (`scripts/make-linux-guest.sh`), which prints a marker, `uname -a`, `/proc/cpuinfo`, `date`
+//! and a pipeline's output, then runs `poweroff -f`: kemu must exit with status 0.
+//! The cloud kernel (bzImage) runs on one and on two vCPUs, the generic kernel (vmlinux, PVH
+//! entry) on one.
 //!
 //! The guests come from `scripts/make-linux-guest.sh` (run by `scripts/test.sh` for both
 //! flavours). Without them the tests fail when `KEMU_REQUIRE_LINUX_GUEST=1` (CI) and say
@@ -65,6 +60,11 @@ fn boot(flavour_dir: &str, image: &str, smp: &str) {
             "the second vCPU did not come up: {tail}"
         );
     }
+    assert!(out.contains("KEMU-LINUX-GUEST-OK"), "init's output: {tail}");
+    assert!(out.contains("Linux (none) 6.1"), "uname -a: {tail}");
+    assert!(out.contains("\nKEMU"), "the pipeline's output: {tail}");
+    let cpus = out.matches("processor\t:").count();
+    assert_eq!(cpus.to_string(), smp, "CPUs in /proc/cpuinfo: {tail}");
     assert!(out.contains("reboot: Power down"), "no power-off: {tail}");
     assert_eq!(r.status, Some(0), "poweroff -f must end kemu: {tail}");
 }

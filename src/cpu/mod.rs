@@ -56,6 +56,8 @@ pub struct Cpu {
     /// The CPU is halted (HLT) until an interrupt.
     pub halted: bool,
     pending_external: Option<u8>,
+    /// Return at the next boundary with IF set (see [`Cpu::request_interrupt_window`]).
+    interrupt_window: bool,
     pending_nmi: bool,
     /// An NMI handler is running: further NMIs wait for the next IRET.
     pub(crate) nmi_blocked: bool,
@@ -98,6 +100,7 @@ impl Cpu {
             shadow: false,
             halted: false,
             pending_external: None,
+            interrupt_window: false,
             pending_nmi: false,
             nmi_blocked: false,
             unimplemented: 0,
@@ -122,6 +125,14 @@ impl Cpu {
         self.halted = false;
         self.shadow = false;
         self.nmi_blocked = false;
+    }
+
+    /// Ask [`Cpu::run`] to return [`CpuExit::InterruptWindow`] at the first instruction
+    /// boundary where RFLAGS.IF is set (and no STI/MOV SS shadow): the interrupt controller has
+    /// an interrupt that had to wait for IF. Without it, the wait would last until the next
+    /// slice or kick, and a periodic timer could keep a lower-priority vector waiting forever.
+    pub fn request_interrupt_window(&mut self) {
+        self.interrupt_window = true;
     }
 
     /// Request external interrupt `vector` (from the interrupt controller). It is delivered at

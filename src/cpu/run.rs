@@ -27,6 +27,9 @@ pub enum CpuExit {
     Fatal(String),
     /// The next instruction is at a debugger breakpoint ([`Cpu::breakpoints`]); it has not run.
     Debug,
+    /// RFLAGS.IF is set again after [`Cpu::request_interrupt_window`]: the interrupt the
+    /// controller holds can be taken now (KVM's interrupt-window exit).
+    InterruptWindow,
 }
 
 impl Cpu {
@@ -62,6 +65,14 @@ impl Cpu {
                 return CpuExit::Interrupted;
             }
             let inhibit = std::mem::take(&mut self.shadow);
+            if !inhibit
+                && self.interrupt_window
+                && self.pending_external.is_none()
+                && self.state.flags.sys(IF)
+            {
+                self.interrupt_window = false;
+                return CpuExit::InterruptWindow;
+            }
             if !inhibit {
                 match self.take_interrupt() {
                     Ok(()) => {}

@@ -211,9 +211,14 @@ impl TcgVcpu {
     /// INTA: when INTR is up, the CPU accepts interrupts and none is latched yet, take the
     /// vector from the controller and latch it into the CPU.
     fn take_external_interrupt(&mut self, source: &dyn InterruptSource) {
-        if self.cpu.pending_external().is_none() && self.interrupts_enabled() && source.pending() {
-            let vector = source.acknowledge();
-            self.cpu.raise_external(vector);
+        if self.cpu.pending_external().is_none() && source.pending() {
+            if self.interrupts_enabled() {
+                let vector = source.acknowledge();
+                self.cpu.raise_external(vector);
+            } else {
+                // Come back as soon as the guest sets IF, not at the end of the slice.
+                self.cpu.request_interrupt_window();
+            }
         }
     }
 
@@ -389,6 +394,7 @@ impl Vcpu for TcgVcpu {
             match exit {
                 // The slice ran out (not a kick): look at the APIC and go on.
                 CpuExit::Interrupted if sliced => continue,
+                CpuExit::InterruptWindow => continue,
                 // HLT while an interrupt the CPU accepts is already there: deliver it instead
                 // of sleeping.
                 CpuExit::Halt if source.pending() && self.interrupts_enabled() => continue,
@@ -398,7 +404,7 @@ impl Vcpu for TcgVcpu {
         };
         match exit {
             CpuExit::Halt => Ok(VcpuExit::Halt),
-            CpuExit::Interrupted => {
+            CpuExit::Interrupted | CpuExit::InterruptWindow => {
                 self.stats.count(id, ExitReason::Interrupted);
                 Ok(VcpuExit::Interrupted)
             }
