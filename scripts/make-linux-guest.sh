@@ -7,7 +7,8 @@
 #   bzImage             Debian's kernel of that flavour (newest 6.1), as shipped
 #   vmlinux             the ELF kernel unpacked from bzImage's compressed payload
 #   initramfs.cpio.gz   busybox-static and an /init that prints KEMU-LINUX-GUEST-OK, runs a few
-#                       commands (uname, /proc/cpuinfo, date, a pipeline) and powers off
+#                       commands (uname, /proc/cpuinfo, date, a pipeline) and powers off; with
+#                       `kemu.shell` on the kernel command line it starts a shell instead
 #   info.txt            the package versions and whether vmlinux has a PVH entry note
 # Cached: an output that exists is not made again (delete it to rebuild). Non-interactive;
 # needs root for apt-get (it installs what is missing: cpio, xz-utils/zstd/gzip).
@@ -122,6 +123,11 @@ else
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev
 /bin/busybox --install -s
+# `kemu.shell` on the kernel command line: an interactive shell on the console instead.
+if grep -qw kemu.shell /proc/cmdline; then
+    echo "kemu: busybox shell (poweroff -f to leave)"
+    exec setsid cttyhack sh
+fi
 echo KEMU-LINUX-GUEST-OK
 uname -a
 cat /proc/cpuinfo
