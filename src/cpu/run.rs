@@ -65,18 +65,16 @@ impl Cpu {
                 return CpuExit::Interrupted;
             }
             let inhibit = std::mem::take(&mut self.shadow);
-            if !inhibit
-                && self.interrupt_window
-                && self.pending_external.is_none()
-                && self.state.flags.sys(IF)
-            {
-                self.interrupt_window = false;
-                return CpuExit::InterruptWindow;
-            }
             if !inhibit {
-                match self.take_interrupt() {
-                    Ok(()) => {}
-                    Err(exit) => return exit,
+                if self.interrupt_window
+                    && self.pending_external.is_none()
+                    && self.state.flags.sys(IF)
+                {
+                    self.interrupt_window = false;
+                    return CpuExit::InterruptWindow;
+                }
+                if let Err(exit) = self.take_interrupt() {
+                    return exit;
                 }
             }
             if self.halted {
