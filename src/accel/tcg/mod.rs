@@ -287,7 +287,17 @@ impl TcgVcpu {
             self.take_external_interrupt(&*source);
         }
         let before = self.stats.instructions(id);
-        let exit = self.cpu.run_limited(&self.kick, 1);
+        let exit = loop {
+            match self.cpu.run_limited(&self.kick, 1) {
+                // IF came back with an interrupt waiting: take it, then make the step.
+                CpuExit::InterruptWindow => {
+                    if let Some(source) = self.interrupts.clone() {
+                        self.take_external_interrupt(&*source);
+                    }
+                }
+                other => break other,
+            }
+        };
         let retired = self.stats.instructions(id) - before;
         match exit {
             CpuExit::Halt if retired == 0 => Ok(VcpuExit::Halt),
