@@ -118,7 +118,7 @@ impl Cpu {
                     break;
                 }
                 self.next_rip = self.state.rip.wrapping_add(d.insn.len() as u64) & ip_mask;
-                match (d.handler)(self, &d.insn) {
+                match (d.exec)(self, d) {
                     Ok(()) => {
                         self.state.rip = self.next_rip;
                         retired += 1;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use iced_x86::Instruction;
 
+use super::exec::fast::{self, Ops};
 use super::fault::Res;
 use super::Cpu;
 
@@ -29,12 +30,38 @@ const MAX_BLOCKS: usize = 1 << 16;
 /// A semantics function: executes one decoded instruction on the CPU.
 pub type Handler = fn(&mut Cpu, &Instruction) -> Res<()>;
 
+/// What the run loop calls for a decoded instruction: a pre-decoded fast form
+/// (`exec::fast`) or [`via_handler`], which runs the general semantics function.
+pub type Exec = fn(&mut Cpu, &DecodedInsn) -> Res<()>;
+
 /// One decoded instruction and its semantics.
 pub struct DecodedInsn {
+    /// What runs it.
+    pub exec: Exec,
+    /// Its operands, pre-decoded for `exec` when that is a fast form.
+    pub ops: Ops,
+    /// Its general semantics (the reference the fast forms agree with).
+    pub handler: Handler,
     /// The iced-x86 decoding (operands, prefixes, length, absolute branch targets).
     pub insn: Instruction,
-    /// Its semantics.
-    pub handler: Handler,
+}
+
+impl DecodedInsn {
+    /// `insn` with its general semantics `handler`, and the fast form when it has one.
+    pub fn new(insn: Instruction, handler: Handler, bits: u32) -> Self {
+        let (exec, ops) = fast::select(&insn, bits).unwrap_or((via_handler, Ops::default()));
+        DecodedInsn {
+            exec,
+            ops,
+            handler,
+            insn,
+        }
+    }
+}
+
+/// Run the general semantics function of `d`.
+pub fn via_handler(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    (d.handler)(cpu, &d.insn)
 }
 
 /// A straight-line run of decoded instructions.
@@ -273,10 +300,7 @@ impl Cpu {
                 };
                 self.fetch_bytes(lin, &mut buf[..avail])?;
                 let b = decode_block(&buf[..avail], bits, rip, epoch).unwrap_or_else(|| Block {
-                    insns: vec![DecodedInsn {
-                        insn: Instruction::default(),
-                        handler: table::invalid,
-                    }],
+                    insns: vec![DecodedInsn::new(Instruction::default(), table::invalid, bits)],
                     bytes: Vec::new(),
                     epoch: AtomicU64::new(epoch),
                 });
@@ -313,14 +337,11 @@ pub fn decode_block(code: &[u8], bits: u32, rip: u64, epoch: u64) -> Option<Bloc
             if decoder.last_error() == iced_x86::DecoderError::NoMoreBytes {
                 break;
             }
-            insns.push(DecodedInsn {
-                insn,
-                handler: table::invalid,
-            });
+            insns.push(DecodedInsn::new(insn, table::invalid, bits));
             break;
         }
         let (handler, ends) = table::handler_for(&insn);
-        insns.push(DecodedInsn { insn, handler });
+        insns.push(DecodedInsn::new(insn, handler, bits));
         if ends || insn.flow_control() != iced_x86::FlowControl::Next {
             break;
         }

@@ -9,15 +9,15 @@ use crate::cpu::fault::Res;
 use crate::cpu::flags::{FlagOp, ZF};
 use crate::cpu::Cpu;
 
-const ADD: u8 = 0;
-const ADC: u8 = 1;
-const SUB: u8 = 2;
-const SBB: u8 = 3;
-const AND: u8 = 4;
-const OR: u8 = 5;
-const XOR: u8 = 6;
-const CMP: u8 = 7;
-const TEST: u8 = 8;
+pub(crate) const ADD: u8 = 0;
+pub(crate) const ADC: u8 = 1;
+pub(crate) const SUB: u8 = 2;
+pub(crate) const SBB: u8 = 3;
+pub(crate) const AND: u8 = 4;
+pub(crate) const OR: u8 = 5;
+pub(crate) const XOR: u8 = 6;
+pub(crate) const CMP: u8 = 7;
+pub(crate) const TEST: u8 = 8;
 
 #[inline(always)]
 fn compute<const OP: u8>(cpu: &Cpu, a: u64, b: u64) -> (u64, FlagOp) {
@@ -26,7 +26,7 @@ fn compute<const OP: u8>(cpu: &Cpu, a: u64, b: u64) -> (u64, FlagOp) {
 
 /// `compute` with the carry flag given (pure, for locked read-modify-writes).
 #[inline(always)]
-fn compute_cf<const OP: u8>(cf: bool, a: u64, b: u64) -> (u64, FlagOp) {
+pub(crate) fn compute_cf<const OP: u8>(cf: bool, a: u64, b: u64) -> (u64, FlagOp) {
     match OP {
         ADD => (a.wrapping_add(b), FlagOp::Add),
         ADC => (a.wrapping_add(b).wrapping_add(u64::from(cf)), FlagOp::Add),

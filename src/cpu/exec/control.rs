@@ -16,7 +16,7 @@ use crate::cpu::mmu::seg::canonical;
 use crate::cpu::state::sreg;
 use crate::cpu::Cpu;
 
-fn set_target(cpu: &mut Cpu, t: u64) -> Res<()> {
+pub(crate) fn set_target(cpu: &mut Cpu, t: u64) -> Res<()> {
     if cpu.state.mode64() {
         if !canonical(t) {
             return Err(gp(0));

@@ -11,6 +11,7 @@ pub mod bcd;
 pub mod bit;
 pub mod control;
 pub mod cpuid;
+pub mod fast;
 pub mod fxsave;
 pub mod msr;
 pub mod muldiv;

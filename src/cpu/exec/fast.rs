@@ -1,0 +1,502 @@
+//! Pre-decoded forms of the hottest integer instructions: MOV, the ALU group, INC/DEC, LEA,
+//! MOVZX/MOVSX, PUSH/POP of a register and Jcc, with their operands resolved once at decode time.
+//!
+//! Why: the general semantics functions take iced-x86's `Instruction` and ask it, on every
+//! execution, what kind each operand is, which register, what size, how the address is formed
+//! (each a table lookup or a `match`). Profiles put that plumbing above the work itself. Here
+//! [`select`] looks at an instruction once, when its block is decoded, and, if it has one of
+//! the forms below, returns a specialised function and an [`Ops`] record holding register
+//! indexes, the size mask, the immediate and the address recipe; the run loop then calls that
+//! function with the record. Anything else (high-byte registers, LOCK, segment registers, odd
+//! operand kinds) keeps its general semantics function, so behaviour is defined in one place
+//! and these forms must agree with it (the differential tests run them against the host CPU).
+
+use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
+
+use super::alu::{self, compute_cf};
+use super::{mem_seg, sext, size_mask};
+use crate::cpu::decode::{DecodedInsn, Exec};
+use crate::cpu::fault::Res;
+use crate::cpu::flags::FlagOp;
+use crate::cpu::Cpu;
+
+/// "No register" in [`Mem`].
+const NONE: u8 = 16;
+
+/// A memory operand's effective-address recipe: `(disp + base + index << shift) & mask`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mem {
+    disp: u64,
+    mask: u64,
+    base: u8,
+    index: u8,
+    shift: u8,
+    seg: u8,
+}
+
+/// The operands of a pre-decoded instruction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ops {
+    /// Immediate (already masked to the operand size) or branch target.
+    imm: u64,
+    /// Operand-size mask.
+    mask: u64,
+    mem: Mem,
+    /// Destination (or only) general register index.
+    r0: u8,
+    /// Source general register index.
+    r1: u8,
+    /// Operand size in bytes.
+    size: u8,
+    /// Source size in bytes (MOVZX/MOVSX) or condition code (Jcc).
+    aux: u8,
+}
+
+/// Index (0-15) of a general register usable by these forms; high-byte registers are not.
+fn gpr(r: Register) -> Option<u8> {
+    let n = r as usize;
+    let i = match n {
+        1..=4 => n - 1,
+        9..=20 => n - 5,
+        21..=36 => n - 21,
+        37..=52 => n - 37,
+        53..=68 => n - 53,
+        _ => return None,
+    };
+    Some(i as u8)
+}
+
+fn reg_op(i: &Instruction, n: u32) -> Option<u8> {
+    if i.op_kind(n) == OpKind::Register {
+        gpr(i.op_register(n))
+    } else {
+        None
+    }
+}
+
+fn is_imm(i: &Instruction, n: u32) -> bool {
+    matches!(
+        i.op_kind(n),
+        OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
+}
+
+/// The address recipe of `i`'s memory operand, as [`super::ea`] computes it.
+fn mem(i: &Instruction, bits: u32) -> Option<Mem> {
+    let base = i.memory_base();
+    let index = i.memory_index();
+    let seg = mem_seg(i) as u8;
+    let disp = i.memory_displacement64();
+    if base == Register::RIP || base == Register::EIP {
+        let mask = if base == Register::RIP {
+            u64::MAX
+        } else {
+            0xffff_ffff
+        };
+        return Some(Mem {
+            disp: disp & mask,
+            mask,
+            base: NONE,
+            index: NONE,
+            shift: 0,
+            seg,
+        });
+    }
+    let mut size = 0;
+    let b = if base == Register::None {
+        NONE
+    } else {
+        size = base.size();
+        gpr(base)?
+    };
+    let x = if index == Register::None {
+        NONE
+    } else {
+        size = index.size();
+        gpr(index)?
+    };
+    if size == 0 {
+        size = if bits == 64 {
+            8
+        } else if i.memory_displ_size() == 2 {
+            2
+        } else {
+            4
+        };
+    }
+    Some(Mem {
+        disp,
+        mask: size_mask(size),
+        base: b,
+        index: x,
+        shift: i.memory_index_scale().trailing_zeros() as u8,
+        seg,
+    })
+}
+
+/// The fast form of `i` (decoded in a `bits`-bit code segment), if it has one.
+pub fn select(i: &Instruction, bits: u32) -> Option<(Exec, Ops)> {
+    let m = i.mnemonic();
+    let mut o = Ops::default();
+    let kind0 = i.op_kind(0);
+    let mem0 = kind0 == OpKind::Memory;
+    let mem1 = i.op_count() > 1 && i.op_kind(1) == OpKind::Memory;
+    if mem0 || mem1 || m == M::Lea {
+        o.mem = mem(i, bits)?;
+    }
+    match m {
+        M::Mov | M::Add | M::Adc | M::Sub | M::Sbb | M::And | M::Or | M::Xor | M::Cmp
+        | M::Test => {
+            let size = super::op_size(i, 0);
+            o.size = size as u8;
+            o.mask = size_mask(size);
+            let form = if let Some(r0) = reg_op(i, 0) {
+                o.r0 = r0;
+                if let Some(r1) = reg_op(i, 1) {
+                    o.r1 = r1;
+                    Form::RR
+                } else if is_imm(i, 1) {
+                    o.imm = i.immediate(1) & o.mask;
+                    Form::RI
+                } else if mem1 {
+                    Form::RM
+                } else {
+                    return None;
+                }
+            } else if mem0 && !i.has_lock_prefix() && !i.has_xacquire_prefix() {
+                if let Some(r1) = reg_op(i, 1) {
+                    o.r1 = r1;
+                    Form::MR
+                } else if is_imm(i, 1) {
+                    o.imm = i.immediate(1) & o.mask;
+                    Form::MI
+                } else {
+                    return None;
+                }
+            } else {
+                return None;
+            };
+            if m == M::Mov {
+                let f: Exec = match form {
+                    Form::RR => mov_rr,
+                    Form::RI => mov_ri,
+                    Form::RM => mov_rm,
+                    Form::MR => mov_mr,
+                    Form::MI => mov_mi,
+                };
+                return Some((f, o));
+            }
+            Some((alu_exec(m, form)?, o))
+        }
+        M::Inc | M::Dec => {
+            o.r0 = reg_op(i, 0)?;
+            let size = i.op0_register().size();
+            o.size = size as u8;
+            o.mask = size_mask(size);
+            Some((if m == M::Inc { inc_r } else { dec_r }, o))
+        }
+        M::Lea => {
+            o.r0 = reg_op(i, 0)?;
+            let size = i.op0_register().size();
+            o.size = size as u8;
+            o.mask = size_mask(size);
+            Some((lea, o))
+        }
+        M::Movzx | M::Movsx | M::Movsxd => {
+            o.r0 = reg_op(i, 0)?;
+            let size = i.op0_register().size();
+            o.size = size as u8;
+            o.mask = size_mask(size);
+            o.aux = super::op_size(i, 1) as u8;
+            let zx = m == M::Movzx;
+            if let Some(r1) = reg_op(i, 1) {
+                o.r1 = r1;
+                Some((if zx { movzx_r } else { movsx_r }, o))
+            } else if mem1 {
+                Some((if zx { movzx_m } else { movsx_m }, o))
+            } else {
+                None
+            }
+        }
+        M::Push if i.op_count() == 1 => {
+            o.r0 = reg_op(i, 0)?;
+            let size = (-i.stack_pointer_increment()) as usize;
+            // PUSH of a register whose size differs from the push size does not exist.
+            if size != i.op0_register().size() {
+                return None;
+            }
+            o.size = size as u8;
+            Some((push_r, o))
+        }
+        M::Pop if i.op_count() == 1 => {
+            o.r0 = reg_op(i, 0)?;
+            let size = i.stack_pointer_increment() as usize;
+            if size != i.op0_register().size() {
+                return None;
+            }
+            o.size = size as u8;
+            Some((pop_r, o))
+        }
+        _ if i.is_jcc_short_or_near() => {
+            o.imm = i.near_branch_target();
+            o.aux = alu::cc(i);
+            Some((jcc, o))
+        }
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Form {
+    RR,
+    RI,
+    RM,
+    MR,
+    MI,
+}
+
+fn alu_exec(m: M, form: Form) -> Option<Exec> {
+    macro_rules! pick {
+        ($op:expr) => {
+            match form {
+                Form::RR => alu_rr::<{ $op }>,
+                Form::RI => alu_ri::<{ $op }>,
+                Form::RM => alu_rm::<{ $op }>,
+                Form::MR => alu_mr::<{ $op }>,
+                Form::MI => alu_mi::<{ $op }>,
+            }
+        };
+    }
+    Some(match m {
+        M::Add => pick!(alu::ADD),
+        M::Adc => pick!(alu::ADC),
+        M::Sub => pick!(alu::SUB),
+        M::Sbb => pick!(alu::SBB),
+        M::And => pick!(alu::AND),
+        M::Or => pick!(alu::OR),
+        M::Xor => pick!(alu::XOR),
+        M::Cmp => pick!(alu::CMP),
+        M::Test => pick!(alu::TEST),
+        _ => return None,
+    })
+}
+
+impl Cpu {
+    #[inline(always)]
+    fn fast_ea(&self, m: &Mem) -> u64 {
+        let g = &self.state.gpr;
+        let mut a = m.disp;
+        if let Some(b) = g.get(m.base as usize) {
+            a = a.wrapping_add(*b);
+        }
+        if let Some(x) = g.get(m.index as usize) {
+            a = a.wrapping_add(*x << m.shift);
+        }
+        a & m.mask
+    }
+
+    #[inline(always)]
+    fn fast_load(&mut self, o: &Ops, size: usize) -> Res<u64> {
+        let a = self.fast_ea(&o.mem);
+        self.read_seg(o.mem.seg as usize, a, size)
+    }
+
+    #[inline(always)]
+    fn fast_store(&mut self, o: &Ops, v: u64) -> Res<()> {
+        let a = self.fast_ea(&o.mem);
+        self.write_seg(o.mem.seg as usize, a, o.size as usize, v)
+    }
+
+    #[inline(always)]
+    fn g(&self, r: u8) -> u64 {
+        self.state.gpr[r as usize & 15]
+    }
+}
+
+fn mov_rr(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let v = cpu.g(o.r1) & o.mask;
+    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v);
+    Ok(())
+}
+
+fn mov_ri(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, o.imm);
+    Ok(())
+}
+
+fn mov_rm(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let v = cpu.fast_load(o, o.size as usize)?;
+    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v);
+    Ok(())
+}
+
+fn mov_mr(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let v = cpu.g(o.r1) & o.mask;
+    cpu.fast_store(o, v)
+}
+
+fn mov_mi(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    cpu.fast_store(o, o.imm)
+}
+
+/// Result of `a OP b` with the flags recorded; `None` for CMP/TEST (no write-back).
+#[inline(always)]
+fn alu_apply<const OP: u8>(cpu: &mut Cpu, o: &Ops, a: u64, b: u64) -> Option<u64> {
+    let (r, op) = compute_cf::<OP>(cpu.state.flags.cf(), a, b);
+    let r = r & o.mask;
+    cpu.state
+        .flags
+        .set_lazy(op, u32::from(o.size) * 8, a, b, r);
+    (OP != alu::CMP && OP != alu::TEST).then_some(r)
+}
+
+fn alu_rr<const OP: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let (a, b) = (cpu.g(o.r0) & o.mask, cpu.g(o.r1) & o.mask);
+    if let Some(r) = alu_apply::<OP>(cpu, o, a, b) {
+        cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, r);
+    }
+    Ok(())
+}
+
+fn alu_ri<const OP: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let a = cpu.g(o.r0) & o.mask;
+    if let Some(r) = alu_apply::<OP>(cpu, o, a, o.imm) {
+        cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, r);
+    }
+    Ok(())
+}
+
+fn alu_rm<const OP: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let b = cpu.fast_load(o, o.size as usize)?;
+    let a = cpu.g(o.r0) & o.mask;
+    if let Some(r) = alu_apply::<OP>(cpu, o, a, b) {
+        cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, r);
+    }
+    Ok(())
+}
+
+/// Memory destination: the store happens before the flags change, so a faulting store
+/// leaves the flags as they were.
+#[inline(always)]
+fn alu_m<const OP: u8>(cpu: &mut Cpu, o: &Ops, b: u64) -> Res<()> {
+    let a = cpu.fast_load(o, o.size as usize)?;
+    let (r, op) = compute_cf::<OP>(cpu.state.flags.cf(), a, b);
+    let r = r & o.mask;
+    if OP != alu::CMP && OP != alu::TEST {
+        cpu.fast_store(o, r)?;
+    }
+    cpu.state
+        .flags
+        .set_lazy(op, u32::from(o.size) * 8, a, b, r);
+    Ok(())
+}
+
+fn alu_mr<const OP: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let b = cpu.g(o.r1) & o.mask;
+    alu_m::<OP>(cpu, o, b)
+}
+
+fn alu_mi<const OP: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    alu_m::<OP>(cpu, o, o.imm)
+}
+
+#[inline(always)]
+fn incdec<const INC: bool>(cpu: &mut Cpu, o: &Ops) -> Res<()> {
+    let a = cpu.g(o.r0) & o.mask;
+    let (r, op) = if INC {
+        (a.wrapping_add(1), FlagOp::Inc)
+    } else {
+        (a.wrapping_sub(1), FlagOp::Dec)
+    };
+    let r = r & o.mask;
+    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, r);
+    cpu.state
+        .flags
+        .set_lazy(op, u32::from(o.size) * 8, a, 1, r);
+    Ok(())
+}
+
+fn inc_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    incdec::<true>(cpu, &d.ops)
+}
+
+fn dec_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    incdec::<false>(cpu, &d.ops)
+}
+
+fn lea(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let a = cpu.fast_ea(&o.mem);
+    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, a & o.mask);
+    Ok(())
+}
+
+fn movzx_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let v = cpu.g(o.r1) & size_mask(o.aux as usize);
+    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v);
+    Ok(())
+}
+
+fn movzx_m(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let v = cpu.fast_load(o, o.aux as usize)?;
+    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v);
+    Ok(())
+}
+
+fn movsx_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let v = sext(cpu.g(o.r1), o.aux as usize) & o.mask;
+    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v);
+    Ok(())
+}
+
+fn movsx_m(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let v = sext(cpu.fast_load(o, o.aux as usize)?, o.aux as usize) & o.mask;
+    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v);
+    Ok(())
+}
+
+fn push_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let v = cpu.g(o.r0);
+    cpu.push(v, o.size as usize)
+}
+
+fn pop_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let v = cpu.peek(0, o.size as usize)?;
+    let sp = cpu.state.gpr[4].wrapping_add(u64::from(o.size));
+    cpu.set_sp(sp);
+    // After the SP update, so POP RSP loads the popped value.
+    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v);
+    Ok(())
+}
+
+fn jcc(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    if cpu.state.flags.cond(o.aux) {
+        super::control::set_target(cpu, o.imm)
+    } else {
+        Ok(())
+    }
+}
