@@ -205,6 +205,13 @@ impl Flags {
     /// Set the flags in `which` to the corresponding bits of `values`, others unchanged.
     #[inline]
     pub fn set_arith(&mut self, which: u64, values: u64) {
+        if which == ARITH {
+            // Every arithmetic flag is replaced: nothing pending needs computing (the
+            // non-arithmetic bits are always current in `bits`).
+            self.bits = (self.bits & !ARITH) | (values & ARITH);
+            self.op = FlagOp::None;
+            return;
+        }
         let cur = self.get();
         self.bits = (cur & !which) | (values & which);
         self.op = FlagOp::None;
@@ -235,7 +242,7 @@ impl Flags {
 
     /// Evaluate condition code `cc` (0..15, the x86 encoding order: O, NO, B, AE, E, NE, BE,
     /// A, S, NS, P, NP, L, GE, LE, G).
-    #[inline]
+    #[inline(always)]
     pub fn cond(&self, cc: u8) -> bool {
         let v = match cc >> 1 {
             0 => self.of(),

@@ -76,6 +76,8 @@ pub struct Cpu {
     time: Option<TimeSource>,
     /// `-d in_asm,int,cpu`: what to trace and where (see [`trace`]).
     pub(crate) trace: trace::Tracer,
+    /// Mode facts for the fast forms' memory path, recomputed at the start of every block.
+    pub(crate) block_mode: exec::fast::BlockMode,
 }
 
 impl Cpu {
@@ -110,6 +112,7 @@ impl Cpu {
             breakpoints: Vec::new(),
             time: None,
             trace: trace::Tracer::default(),
+            block_mode: exec::fast::BlockMode::default(),
         }
     }
 

@@ -94,6 +94,7 @@ impl Cpu {
             if self.trace.mask.cpu {
                 self.trace_cpu();
             }
+            self.block_mode = super::exec::fast::BlockMode::of(&self.state);
             let room = usize::try_from(budget - *executed).unwrap_or(usize::MAX);
             // RFLAGS.TF: one instruction, then a #DB trap.
             let single_step = self.state.flags.sys(TF);

@@ -300,7 +300,11 @@ impl Cpu {
                 };
                 self.fetch_bytes(lin, &mut buf[..avail])?;
                 let b = decode_block(&buf[..avail], bits, rip, epoch).unwrap_or_else(|| Block {
-                    insns: vec![DecodedInsn::new(Instruction::default(), table::invalid, bits)],
+                    insns: vec![DecodedInsn::new(
+                        Instruction::default(),
+                        table::invalid,
+                        bits,
+                    )],
                     bytes: Vec::new(),
                     epoch: AtomicU64::new(epoch),
                 });

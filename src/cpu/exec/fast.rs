@@ -1,5 +1,5 @@
 //! Pre-decoded forms of the hottest integer instructions: MOV, the ALU group, INC/DEC, LEA,
-//! MOVZX/MOVSX, PUSH/POP of a register and Jcc, with their operands resolved once at decode time.
+//! MOVZX/MOVSX, SHL/SHR/SAR and IMUL of a register, PUSH/POP of a register and Jcc, with their operands resolved once at decode time.
 //!
 //! Why: the general semantics functions take iced-x86's `Instruction` and ask it, on every
 //! execution, what kind each operand is, which register, what size, how the address is formed
@@ -15,9 +15,12 @@ use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
 
 use super::alu::{self, compute_cf};
 use super::{mem_seg, sext, size_mask};
-use crate::cpu::decode::{DecodedInsn, Exec};
+use super::{muldiv, shift};
+use crate::cpu::decode::{via_handler, DecodedInsn, Exec};
 use crate::cpu::fault::Res;
 use crate::cpu::flags::FlagOp;
+use crate::cpu::mmu::seg::canonical;
+use crate::cpu::state::sreg;
 use crate::cpu::Cpu;
 
 /// "No register" in [`Mem`].
@@ -152,8 +155,7 @@ pub fn select(i: &Instruction, bits: u32) -> Option<(Exec, Ops)> {
         o.mem = mem(i, bits)?;
     }
     match m {
-        M::Mov | M::Add | M::Adc | M::Sub | M::Sbb | M::And | M::Or | M::Xor | M::Cmp
-        | M::Test => {
+        M::Mov | M::Add | M::Adc | M::Sub | M::Sbb | M::And | M::Or | M::Xor | M::Cmp | M::Test => {
             let size = super::op_size(i, 0);
             o.size = size as u8;
             o.mask = size_mask(size);
@@ -244,10 +246,51 @@ pub fn select(i: &Instruction, bits: u32) -> Option<(Exec, Ops)> {
             o.size = size as u8;
             Some((pop_r, o))
         }
+        M::Shl | M::Sal | M::Shr | M::Sar => {
+            o.r0 = reg_op(i, 0)?;
+            let size = i.op0_register().size();
+            o.size = size as u8;
+            o.mask = size_mask(size);
+            let k = match m {
+                M::Shr => SHR,
+                M::Sar => SAR,
+                _ => SHL,
+            };
+            if is_imm(i, 1) {
+                o.imm = i.immediate(1) & if size == 8 { 0x3f } else { 0x1f };
+                // A zero count has its own rules: the general form keeps them.
+                if o.imm == 0 {
+                    return None;
+                }
+                Some((SHIFT_RI[usize::from(k)], o))
+            } else if i.op_kind(1) == OpKind::Register && i.op1_register() == Register::CL {
+                Some((SHIFT_RC[usize::from(k)], o))
+            } else {
+                None
+            }
+        }
+        M::Imul if i.op_count() >= 2 => {
+            o.r0 = reg_op(i, 0)?;
+            let size = i.op0_register().size();
+            o.size = size as u8;
+            o.mask = size_mask(size);
+            let three = i.op_count() == 3;
+            if three {
+                o.imm = i.immediate(2) & o.mask;
+            }
+            if let Some(r1) = reg_op(i, 1) {
+                o.r1 = r1;
+                Some((if three { imul3_r } else { imul2_r }, o))
+            } else if mem1 {
+                Some((if three { imul3_m } else { imul2_m }, o))
+            } else {
+                None
+            }
+        }
         _ if i.is_jcc_short_or_near() => {
             o.imm = i.near_branch_target();
             o.aux = alu::cc(i);
-            Some((jcc, o))
+            Some((JCC[usize::from(o.aux & 15)], o))
         }
         _ => None,
     }
@@ -288,7 +331,80 @@ fn alu_exec(m: M, form: Form) -> Option<Exec> {
     })
 }
 
+/// What the fast forms' memory path needs to know about the mode, computed once per block.
+///
+/// It cannot go stale inside a block: every instruction that can change the mode, the CPL,
+/// EFLAGS.AC at CPL 3 or the stack size ends its block (far transfers, interrupts, IRET,
+/// SYSCALL & co. by their flow control; MOV to CR/SS, POP SS, POPF, LSS... by the decode
+/// table), and a fault ends the block too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlockMode {
+    /// 64-bit mode: flat segments (FS/GS bases aside), canonical checks, 64-bit stack.
+    flat: bool,
+    /// CPL 3 (the TLB tag's user bit).
+    user: bool,
+    /// Alignment checks apply (CPL 3, CR0.AM, EFLAGS.AC): take the general path.
+    align_check: bool,
+}
+
+impl BlockMode {
+    /// The mode facts of `s`.
+    #[inline]
+    pub fn of(s: &crate::cpu::state::CpuState) -> Self {
+        let user = s.cpl() == 3;
+        BlockMode {
+            flat: s.mode64(),
+            user,
+            align_check: user
+                && s.cr0 & crate::cpu::state::cr0::AM != 0
+                && s.flags.sys(crate::cpu::flags::AC),
+        }
+    }
+
+    /// Flat 64-bit addressing without alignment checks: the short path applies.
+    #[inline(always)]
+    fn short(self) -> bool {
+        self.flat && !self.align_check
+    }
+}
+
 impl Cpu {
+    /// The linear address of `seg:off` in 64-bit mode, if canonical.
+    #[inline(always)]
+    fn flat_linear(&self, seg: usize, off: u64) -> Option<u64> {
+        let lin = if seg >= sreg::FS {
+            self.state.seg[seg & 7].base.wrapping_add(off)
+        } else {
+            off
+        };
+        canonical(lin).then_some(lin)
+    }
+
+    /// A data read with the block's mode facts; the general path for anything unusual
+    /// (which also raises the right fault).
+    #[inline(always)]
+    fn quick_read(&mut self, seg: usize, off: u64, size: usize) -> Res<u64> {
+        let m = self.block_mode;
+        if m.short() {
+            if let Some(lin) = self.flat_linear(seg, off) {
+                return self.read_lin(lin, size, m.user);
+            }
+        }
+        self.read_seg(seg, off, size)
+    }
+
+    /// A data write, as [`Cpu::quick_read`].
+    #[inline(always)]
+    fn quick_write(&mut self, seg: usize, off: u64, size: usize, v: u64) -> Res<()> {
+        let m = self.block_mode;
+        if m.short() {
+            if let Some(lin) = self.flat_linear(seg, off) {
+                return self.write_lin(lin, size, v, m.user);
+            }
+        }
+        self.write_seg(seg, off, size, v)
+    }
+
     #[inline(always)]
     fn fast_ea(&self, m: &Mem) -> u64 {
         let g = &self.state.gpr;
@@ -305,13 +421,13 @@ impl Cpu {
     #[inline(always)]
     fn fast_load(&mut self, o: &Ops, size: usize) -> Res<u64> {
         let a = self.fast_ea(&o.mem);
-        self.read_seg(o.mem.seg as usize, a, size)
+        self.quick_read(o.mem.seg as usize, a, size)
     }
 
     #[inline(always)]
     fn fast_store(&mut self, o: &Ops, v: u64) -> Res<()> {
         let a = self.fast_ea(&o.mem);
-        self.write_seg(o.mem.seg as usize, a, o.size as usize, v)
+        self.quick_write(o.mem.seg as usize, a, o.size as usize, v)
     }
 
     #[inline(always)]
@@ -356,9 +472,7 @@ fn mov_mi(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
 fn alu_apply<const OP: u8>(cpu: &mut Cpu, o: &Ops, a: u64, b: u64) -> Option<u64> {
     let (r, op) = compute_cf::<OP>(cpu.state.flags.cf(), a, b);
     let r = r & o.mask;
-    cpu.state
-        .flags
-        .set_lazy(op, u32::from(o.size) * 8, a, b, r);
+    cpu.state.flags.set_lazy(op, u32::from(o.size) * 8, a, b, r);
     (OP != alu::CMP && OP != alu::TEST).then_some(r)
 }
 
@@ -400,9 +514,7 @@ fn alu_m<const OP: u8>(cpu: &mut Cpu, o: &Ops, b: u64) -> Res<()> {
     if OP != alu::CMP && OP != alu::TEST {
         cpu.fast_store(o, r)?;
     }
-    cpu.state
-        .flags
-        .set_lazy(op, u32::from(o.size) * 8, a, b, r);
+    cpu.state.flags.set_lazy(op, u32::from(o.size) * 8, a, b, r);
     Ok(())
 }
 
@@ -427,9 +539,7 @@ fn incdec<const INC: bool>(cpu: &mut Cpu, o: &Ops) -> Res<()> {
     };
     let r = r & o.mask;
     cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, r);
-    cpu.state
-        .flags
-        .set_lazy(op, u32::from(o.size) * 8, a, 1, r);
+    cpu.state.flags.set_lazy(op, u32::from(o.size) * 8, a, 1, r);
     Ok(())
 }
 
@@ -479,12 +589,22 @@ fn movsx_m(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
 fn push_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
     let v = cpu.g(o.r0);
+    if cpu.block_mode.flat {
+        let sp = cpu.state.gpr[4].wrapping_sub(u64::from(o.size));
+        cpu.quick_write(sreg::SS, sp, o.size as usize, v)?;
+        cpu.state.gpr[4] = sp;
+        return Ok(());
+    }
     cpu.push(v, o.size as usize)
 }
 
 fn pop_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    let v = cpu.peek(0, o.size as usize)?;
+    let v = if cpu.block_mode.flat {
+        cpu.quick_read(sreg::SS, cpu.state.gpr[4], o.size as usize)?
+    } else {
+        cpu.peek(0, o.size as usize)?
+    };
     let sp = cpu.state.gpr[4].wrapping_add(u64::from(o.size));
     cpu.set_sp(sp);
     // After the SP update, so POP RSP loads the popped value.
@@ -492,9 +612,86 @@ fn pop_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     Ok(())
 }
 
-fn jcc(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+const SHL: u8 = 0;
+const SHR: u8 = 1;
+const SAR: u8 = 2;
+
+const SHIFT_RI: [Exec; 3] = [shift_ri::<SHL>, shift_ri::<SHR>, shift_ri::<SAR>];
+const SHIFT_RC: [Exec; 3] = [shift_rc::<SHL>, shift_rc::<SHR>, shift_rc::<SAR>];
+
+/// A shift of a register by a non-zero masked count `c`, through the shared semantics.
+#[inline(always)]
+fn shift_go<const K: u8>(cpu: &mut Cpu, o: &Ops, c: u32) -> Res<()> {
+    let kind = match K {
+        SHL => shift::Kind::Shl,
+        SHR => shift::Kind::Shr,
+        _ => shift::Kind::Sar,
+    };
+    let size = o.size as usize;
+    let a = cpu.g(o.r0) & o.mask;
+    // CF in only matters to RCL/RCR.
+    let (r, cf, of, arith) = shift::compute(kind, a, c, size, false);
+    cpu.set_gpr_sized(o.r0 as usize & 15, size, r);
+    shift::set_flags(cpu, u32::from(o.size) * 8, r, cf, of, arith);
+    Ok(())
+}
+
+fn shift_ri<const K: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    shift_go::<K>(cpu, &d.ops, d.ops.imm as u32)
+}
+
+fn shift_rc<const K: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    if cpu.state.flags.cond(o.aux) {
+    let c = (cpu.state.gpr[1] & if o.size == 8 { 0x3f } else { 0x1f }) as u32;
+    if c == 0 {
+        return via_handler(cpu, d);
+    }
+    shift_go::<K>(cpu, o, c)
+}
+
+/// Signed `a * b` truncated to the operand size, into the destination register.
+#[inline(always)]
+fn imul_go(cpu: &mut Cpu, o: &Ops, a: u64, b: u64) -> Res<()> {
+    let size = o.size as usize;
+    let p = i128::from(sext(a, size) as i64) * i128::from(sext(b, size) as i64);
+    let lo = (p as u64) & o.mask;
+    let overflow = i128::from(sext(lo, size) as i64) != p;
+    cpu.set_gpr_sized(o.r0 as usize & 15, size, lo);
+    muldiv::mul_flags(cpu, u32::from(o.size) * 8, lo, overflow);
+    Ok(())
+}
+
+fn imul2_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    imul_go(cpu, o, cpu.g(o.r0), cpu.g(o.r1))
+}
+
+fn imul2_m(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let b = cpu.fast_load(o, o.size as usize)?;
+    imul_go(cpu, o, cpu.g(o.r0), b)
+}
+
+fn imul3_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    imul_go(cpu, o, cpu.g(o.r1), o.imm)
+}
+
+fn imul3_m(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let a = cpu.fast_load(o, o.size as usize)?;
+    imul_go(cpu, o, a, o.imm)
+}
+
+/// Jcc by condition code, each with its condition known at compile time.
+const JCC: [Exec; 16] = [
+    jcc::<0>, jcc::<1>, jcc::<2>, jcc::<3>, jcc::<4>, jcc::<5>, jcc::<6>, jcc::<7>, jcc::<8>,
+    jcc::<9>, jcc::<10>, jcc::<11>, jcc::<12>, jcc::<13>, jcc::<14>, jcc::<15>,
+];
+
+fn jcc<const CC: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    if cpu.state.flags.cond(CC) {
         super::control::set_target(cpu, o.imm)
     } else {
         Ok(())

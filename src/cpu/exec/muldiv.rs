@@ -9,7 +9,7 @@ use crate::cpu::fault::{de, Res};
 use crate::cpu::flags::{Flags, AF, ARITH, CF, OF};
 use crate::cpu::Cpu;
 
-fn mul_flags(cpu: &mut Cpu, bits: u32, lo: u64, overflow: bool) {
+pub(crate) fn mul_flags(cpu: &mut Cpu, bits: u32, lo: u64, overflow: bool) {
     let f = if overflow { CF | OF } else { 0 } | (Flags::szp(bits, lo) & !AF);
     cpu.state.flags.set_arith(ARITH, f);
 }

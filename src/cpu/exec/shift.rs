@@ -10,18 +10,27 @@ use crate::cpu::fault::Res;
 use crate::cpu::flags::{Flags, AF, ARITH, CF, OF};
 use crate::cpu::Cpu;
 
+/// Which shift or rotate.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
+    /// SHL/SAL.
     Shl,
+    /// SHR.
     Shr,
+    /// SAR.
     Sar,
+    /// ROL.
     Rol,
+    /// ROR.
     Ror,
+    /// RCL.
     Rcl,
+    /// RCR.
     Rcr,
 }
 
-fn count(cpu: &mut Cpu, i: &Instruction, n: u32, size: usize) -> Res<u32> {
+/// The masked count of operand `n` (1 when absent).
+pub(crate) fn count(cpu: &mut Cpu, i: &Instruction, n: u32, size: usize) -> Res<u32> {
     let c = if n < i.op_count() {
         read_op(cpu, i, n)?
     } else {
@@ -40,9 +49,27 @@ fn shift(cpu: &mut Cpu, i: &Instruction, k: Kind) -> Res<()> {
         return zero_count(cpu, i, size);
     }
     let a = read_op(cpu, i, 0)? & m;
+    let (r, cf, of, arith) = compute(k, a, c, size, cpu.state.flags.cf());
+    write_op(cpu, i, 0, r)?;
+    set_flags(cpu, bits, r, cf, of, arith);
+    Ok(())
+}
+
+/// `k` applied to `a` (already masked to `size` bytes) with a non-zero masked count `c`:
+/// the result, CF, OF, and whether SF/ZF/PF are set from the result (shifts) or kept
+/// (rotates). `cf_in` is the carry before the instruction (RCL/RCR).
+#[inline(always)]
+pub(crate) fn compute(
+    k: Kind,
+    a: u64,
+    c: u32,
+    size: usize,
+    cf_in: bool,
+) -> (u64, bool, bool, bool) {
+    let bits = size as u32 * 8;
+    let m = size_mask(size);
     let msb = |v: u64| (v >> (bits - 1)) & 1 != 0;
-    let cf_in = cpu.state.flags.cf();
-    let (r, cf, of, arith) = match k {
+    match k {
         Kind::Shl => {
             let w = u128::from(a) << c;
             let r = (w as u64) & m;
@@ -105,8 +132,12 @@ fn shift(cpu: &mut Cpu, i: &Instruction, k: Kind) -> Res<()> {
             let cf = (rot >> bits) & 1 != 0;
             (r, cf, msb(r) != ((r >> (bits - 2)) & 1 != 0), false)
         }
-    };
-    write_op(cpu, i, 0, r)?;
+    }
+}
+
+/// The flags after a shift or rotate (see [`compute`]).
+#[inline(always)]
+pub(crate) fn set_flags(cpu: &mut Cpu, bits: u32, r: u64, cf: bool, of: bool, arith: bool) {
     let fl = (u64::from(cf) * CF) | (u64::from(of) * OF);
     if arith {
         cpu.state
@@ -115,7 +146,6 @@ fn shift(cpu: &mut Cpu, i: &Instruction, k: Kind) -> Res<()> {
     } else {
         cpu.state.flags.set_arith(CF | OF, fl);
     }
-    Ok(())
 }
 
 /// SHL / SAL.
