@@ -78,6 +78,9 @@ pub struct Cpu {
     pub(crate) trace: trace::Tracer,
     /// Mode facts for the fast forms' memory path, recomputed at the start of every block.
     pub(crate) block_mode: exec::fast::BlockMode,
+    /// Decode into the pre-decoded fast forms (`exec::fast`) where they exist; off, every
+    /// instruction runs its general semantics (the tests compare the two).
+    pub(crate) fast_forms: bool,
 }
 
 impl Cpu {
@@ -113,6 +116,7 @@ impl Cpu {
             time: None,
             trace: trace::Tracer::default(),
             block_mode: exec::fast::BlockMode::default(),
+            fast_forms: true,
         }
     }
 

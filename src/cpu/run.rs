@@ -108,11 +108,7 @@ impl Cpu {
             // One test per block when no debugger breakpoint is set.
             let watch = !self.breakpoints.is_empty();
             let mut at_breakpoint = false;
-            let ip_mask = match self.state.bitness() {
-                64 => u64::MAX,
-                32 => 0xffff_ffff,
-                _ => 0xffff,
-            };
+            let ip_mask = block.ip_mask;
             for d in &block.insns[..limit] {
                 if watch && self.breakpoints.contains(&self.linear_rip()) {
                     at_breakpoint = true;

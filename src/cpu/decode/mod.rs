@@ -47,9 +47,15 @@ pub struct DecodedInsn {
 }
 
 impl DecodedInsn {
-    /// `insn` with its general semantics `handler`, and the fast form when it has one.
-    pub fn new(insn: Instruction, handler: Handler, bits: u32) -> Self {
-        let (exec, ops) = fast::select(&insn, bits).unwrap_or((via_handler, Ops::default()));
+    /// `insn` with its general semantics `handler`, and the fast form when it has one and
+    /// `fast` allows it.
+    pub fn new(insn: Instruction, handler: Handler, bits: u32, fast: bool) -> Self {
+        let chosen = if fast {
+            fast::select(&insn, bits)
+        } else {
+            None
+        };
+        let (exec, ops) = chosen.unwrap_or((via_handler, Ops::default()));
         DecodedInsn {
             exec,
             ops,
@@ -72,6 +78,17 @@ pub struct Block {
     pub bytes: Vec<u8>,
     /// The code epoch at which `bytes` were last known to match guest memory.
     pub epoch: AtomicU64,
+    /// RIP wraps to this (the code size it was decoded for: 16, 32 or 64 bits).
+    pub ip_mask: u64,
+}
+
+/// The RIP mask of a `bits`-bit code segment.
+fn ip_mask(bits: u32) -> u64 {
+    match bits {
+        64 => u64::MAX,
+        32 => 0xffff_ffff,
+        _ => 0xffff,
+    }
 }
 
 /// Cache key.
@@ -286,8 +303,9 @@ impl Cpu {
             }
             self.blocks.invalidate_page(frame);
         }
+        let fast = self.fast_forms;
         let code = copy(MAX_BLOCK * 15);
-        let block = code.and_then(|c| decode_block(&c, bits, rip, epoch));
+        let block = code.and_then(|c| decode_block(&c, bits, rip, epoch, fast));
         let block = match block {
             Some(b) => Arc::new(b),
             None => {
@@ -299,19 +317,23 @@ impl Cpu {
                     (0x1000 - (lin & 0xfff) as usize).min(15)
                 };
                 self.fetch_bytes(lin, &mut buf[..avail])?;
-                let b = decode_block(&buf[..avail], bits, rip, epoch).unwrap_or_else(|| Block {
-                    insns: vec![DecodedInsn::new(
-                        Instruction::default(),
-                        table::invalid,
-                        bits,
-                    )],
-                    bytes: Vec::new(),
-                    epoch: AtomicU64::new(epoch),
-                });
+                let b =
+                    decode_block(&buf[..avail], bits, rip, epoch, fast).unwrap_or_else(|| Block {
+                        insns: vec![DecodedInsn::new(
+                            Instruction::default(),
+                            table::invalid,
+                            bits,
+                            false,
+                        )],
+                        bytes: Vec::new(),
+                        epoch: AtomicU64::new(epoch),
+                        ip_mask: ip_mask(bits),
+                    });
                 let one = Block {
                     insns: b.insns.into_iter().take(1).collect(),
                     bytes: Vec::new(),
                     epoch: AtomicU64::new(epoch),
+                    ip_mask: b.ip_mask,
                 };
                 if self.trace.mask.in_asm {
                     self.trace_block(&one, lin, frame | (lin & 0xfff));
@@ -330,8 +352,9 @@ impl Cpu {
 }
 
 /// Decode a block from `code` (which starts at `rip`); `None` if not even the first
-/// instruction fits in `code`. `epoch` is the current code epoch.
-pub fn decode_block(code: &[u8], bits: u32, rip: u64, epoch: u64) -> Option<Block> {
+/// instruction fits in `code`. `epoch` is the current code epoch; `fast` allows the
+/// pre-decoded fast forms.
+pub fn decode_block(code: &[u8], bits: u32, rip: u64, epoch: u64, fast: bool) -> Option<Block> {
     let mut decoder = iced_x86::Decoder::with_ip(bits, code, rip, iced_x86::DecoderOptions::NONE);
     let mut insns = Vec::new();
     let mut insn = Instruction::default();
@@ -341,11 +364,11 @@ pub fn decode_block(code: &[u8], bits: u32, rip: u64, epoch: u64) -> Option<Bloc
             if decoder.last_error() == iced_x86::DecoderError::NoMoreBytes {
                 break;
             }
-            insns.push(DecodedInsn::new(insn, table::invalid, bits));
+            insns.push(DecodedInsn::new(insn, table::invalid, bits, false));
             break;
         }
         let (handler, ends) = table::handler_for(&insn);
-        insns.push(DecodedInsn::new(insn, handler, bits));
+        insns.push(DecodedInsn::new(insn, handler, bits, fast));
         if ends || insn.flow_control() != iced_x86::FlowControl::Next {
             break;
         }
@@ -358,6 +381,7 @@ pub fn decode_block(code: &[u8], bits: u32, rip: u64, epoch: u64) -> Option<Bloc
             insns,
             bytes: code[..used.min(code.len())].to_vec(),
             epoch: AtomicU64::new(epoch),
+            ip_mask: ip_mask(bits),
         })
     }
 }

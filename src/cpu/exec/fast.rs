@@ -1,5 +1,5 @@
 //! Pre-decoded forms of the hottest integer instructions: MOV, the ALU group, INC/DEC, LEA,
-//! MOVZX/MOVSX, SHL/SHR/SAR and IMUL of a register, PUSH/POP of a register and Jcc, with their operands resolved once at decode time.
+//! MOVZX/MOVSX, SHL/SHR/SAR and IMUL of a register, CMOVcc, SETcc of a register, PUSH/POP of a register and Jcc, with their operands resolved once at decode time.
 //!
 //! Why: the general semantics functions take iced-x86's `Instruction` and ask it, on every
 //! execution, what kind each operand is, which register, what size, how the address is formed
@@ -286,6 +286,57 @@ pub fn select(i: &Instruction, bits: u32) -> Option<(Exec, Ops)> {
             } else {
                 None
             }
+        }
+        M::Cmova
+        | M::Cmovae
+        | M::Cmovb
+        | M::Cmovbe
+        | M::Cmove
+        | M::Cmovg
+        | M::Cmovge
+        | M::Cmovl
+        | M::Cmovle
+        | M::Cmovne
+        | M::Cmovno
+        | M::Cmovnp
+        | M::Cmovns
+        | M::Cmovo
+        | M::Cmovp
+        | M::Cmovs => {
+            o.r0 = reg_op(i, 0)?;
+            let size = i.op0_register().size();
+            o.size = size as u8;
+            o.mask = size_mask(size);
+            o.aux = alu::cc(i);
+            if let Some(r1) = reg_op(i, 1) {
+                o.r1 = r1;
+                Some((cmov_r, o))
+            } else if mem1 {
+                Some((cmov_m, o))
+            } else {
+                None
+            }
+        }
+        M::Seta
+        | M::Setae
+        | M::Setb
+        | M::Setbe
+        | M::Sete
+        | M::Setg
+        | M::Setge
+        | M::Setl
+        | M::Setle
+        | M::Setne
+        | M::Setno
+        | M::Setnp
+        | M::Setns
+        | M::Seto
+        | M::Setp
+        | M::Sets => {
+            o.r0 = reg_op(i, 0)?;
+            o.size = 1;
+            o.aux = alu::cc(i);
+            Some((setcc_r, o))
         }
         _ if i.is_jcc_short_or_near() => {
             o.imm = i.near_branch_target();
@@ -681,6 +732,37 @@ fn imul3_m(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
     let a = cpu.fast_load(o, o.size as usize)?;
     imul_go(cpu, o, a, o.imm)
+}
+
+/// CMOVcc: the source is read (and may fault) whatever the condition; the 32-bit form
+/// zero-extends the destination even when the condition is false.
+#[inline(always)]
+fn cmov_go(cpu: &mut Cpu, o: &Ops, src: u64) -> Res<()> {
+    let v = if cpu.state.flags.cond(o.aux) {
+        src
+    } else {
+        cpu.g(o.r0)
+    };
+    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v & o.mask);
+    Ok(())
+}
+
+fn cmov_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    cmov_go(cpu, o, cpu.g(o.r1))
+}
+
+fn cmov_m(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let src = cpu.fast_load(o, o.size as usize)?;
+    cmov_go(cpu, o, src)
+}
+
+fn setcc_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let v = u64::from(cpu.state.flags.cond(o.aux));
+    cpu.set_gpr_sized(o.r0 as usize & 15, 1, v);
+    Ok(())
 }
 
 /// Jcc by condition code, each with its condition known at compile time.

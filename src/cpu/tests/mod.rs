@@ -4,6 +4,7 @@
 mod alu_flags;
 mod atomics;
 mod exceptions;
+mod fast_forms;
 mod modes;
 mod programs;
 mod strings;
