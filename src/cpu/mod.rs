@@ -76,6 +76,8 @@ pub struct Cpu {
     time: Option<TimeSource>,
     /// `-d in_asm,int,cpu`: what to trace and where (see [`trace`]).
     pub(crate) trace: trace::Tracer,
+    /// Retired instructions reach the shared counters once this many have gathered.
+    pub(crate) report_every: u64,
 }
 
 impl Cpu {
@@ -110,6 +112,7 @@ impl Cpu {
             breakpoints: Vec::new(),
             time: None,
             trace: trace::Tracer::default(),
+            report_every: run::REPORT_EVERY,
         }
     }
 
@@ -196,6 +199,13 @@ impl Cpu {
             Some(t) => v.wrapping_sub(t()),
             None => v,
         };
+    }
+
+    /// Report retired instructions to the shared counters after every block (`true`: the
+    /// counters are exact at each block boundary, as an instruction-count clock reading them
+    /// in the middle of a run needs) or in batches (`false`, the default: cheaper).
+    pub fn set_exact_instruction_count(&mut self, exact: bool) {
+        self.report_every = if exact { 1 } else { run::REPORT_EVERY };
     }
 
     /// Whether the TSC counts retired instructions (no time source).
