@@ -45,7 +45,9 @@ fn timer_guest(file: &str, shift: &str, smp: &str, tag: &str) -> (Run, String) {
     let _ = std::fs::remove_file(&stats);
     let kept: String = text
         .lines()
-        .filter(|l| !l.starts_with("run_ns") && !l.starts_with("vcpu_user") && !l.starts_with("vcpu_sys"))
+        .filter(|l| {
+            !l.starts_with("run_ns") && !l.starts_with("vcpu_user") && !l.starts_with("vcpu_sys")
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     (r, kept)
@@ -60,7 +62,10 @@ fn repeats(file: &str, name: &str, shift: &str, smp: &str) {
     assert_eq!(a.stdout, b.stdout);
     assert_eq!(b.status, a.status);
     assert!(sa.contains("\ninstructions "), "stats: {sa}");
-    assert_eq!(sa, sb, "{file}: the two runs retired different instruction counts or exits");
+    assert_eq!(
+        sa, sb,
+        "{file}: the two runs retired different instruction counts or exits"
+    );
 }
 
 #[test]
@@ -72,7 +77,11 @@ fn lapic_timer_guest_repeats_exactly() {
 fn hlt_wake_and_pit_guests_repeat_exactly() {
     // 20 x 25 ms of idle time: warped over, not waited for.
     let (r, _) = timer_guest("hlt_wake.bin", "0", "1", "t");
-    assert!(r.elapsed < Duration::from_secs(20), "idle time was not warped: {:?}", r.elapsed);
+    assert!(
+        r.elapsed < Duration::from_secs(20),
+        "idle time was not warped: {:?}",
+        r.elapsed
+    );
     repeats("hlt_wake.bin", "hlt_wake", "0", "1");
     repeats("pit_irq.bin", "pit_irq", "5", "1");
 }
@@ -110,18 +119,38 @@ fn demo_in_asm(tag: &str) -> String {
 fn demo_in_asm_trace_is_identical_across_icount_runs() {
     let a = demo_in_asm("a");
     let b = demo_in_asm("b");
-    assert!(a.lines().filter(|l| l.starts_with("IN: ")).count() > 50, "{a}");
-    assert_eq!(a, b, "two -icount runs of the demo decoded different blocks");
+    assert!(
+        a.lines().filter(|l| l.starts_with("IN: ")).count() > 50,
+        "{a}"
+    );
+    assert_eq!(
+        a, b,
+        "two -icount runs of the demo decoded different blocks"
+    );
 }
 
 #[test]
 fn icount_is_refused_where_it_cannot_work() {
-    let r = kemu(&["-accel", "kvm", "-icount", "shift=1"], Duration::from_secs(20));
+    let r = kemu(
+        &["-accel", "kvm", "-icount", "shift=1"],
+        Duration::from_secs(20),
+    );
     assert_eq!(r.status, Some(1));
-    assert!(r.stderr.contains("-icount needs -accel tcg"), "{}", r.stderr);
-    let r = kemu(&["-accel", "tcg", "-icount", "shift=auto"], Duration::from_secs(20));
+    assert!(
+        r.stderr.contains("-icount needs -accel tcg"),
+        "{}",
+        r.stderr
+    );
+    let r = kemu(
+        &["-accel", "tcg", "-icount", "shift=auto"],
+        Duration::from_secs(20),
+    );
     assert_eq!(r.status, Some(1));
-    assert!(r.stderr.contains("shift=auto is not supported"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("shift=auto is not supported"),
+        "{}",
+        r.stderr
+    );
     let r = kemu(&["-accel", "tcg", "-icount", "11"], Duration::from_secs(20));
     assert_eq!(r.status, Some(1));
     assert!(r.stderr.contains("0..=10"), "{}", r.stderr);
@@ -170,17 +199,22 @@ fn cloud_kernel_boots_identically_twice_under_icount() {
         );
     }
     let tail = &a.stdout[a.stdout.len().saturating_sub(3000)..];
-    assert!(a.stdout.contains("KEMU-LINUX-GUEST-OK"), "init's output: {tail}");
-    assert!(a.stdout.contains("2026"), "date from the fixed RTC base: {tail}");
-    assert!(a.stdout.contains("reboot: Power down"), "no power-off: {tail}");
+    assert!(
+        a.stdout.contains("KEMU-LINUX-GUEST-OK"),
+        "init's output: {tail}"
+    );
+    assert!(
+        a.stdout.contains("2026"),
+        "date from the fixed RTC base: {tail}"
+    );
+    assert!(
+        a.stdout.contains("reboot: Power down"),
+        "no power-off: {tail}"
+    );
     assert_eq!(a.status, Some(0), "poweroff -f must end kemu: {tail}");
     assert_eq!(b.status, Some(0));
     if a.stdout != b.stdout {
-        let first = a
-            .stdout
-            .lines()
-            .zip(b.stdout.lines())
-            .find(|(x, y)| x != y);
+        let first = a.stdout.lines().zip(b.stdout.lines()).find(|(x, y)| x != y);
         panic!("the two boots printed different output; first difference: {first:?}");
     }
 }

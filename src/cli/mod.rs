@@ -445,9 +445,16 @@ mod tests {
     fn icount_and_rtc() {
         let c = cfg(&["-icount", "shift=3", "-rtc", "base=2026-01-01T00:00:00"]).unwrap();
         assert_eq!(c.icount, Some(3));
-        assert_eq!(c.accel, AccelKind::Tcg, "the demo under -icount runs on tcg");
+        assert_eq!(
+            c.accel,
+            AccelKind::Tcg,
+            "the demo under -icount runs on tcg"
+        );
         assert_eq!(c.rtc_base, crate::machine::RtcBase::Fixed(1_767_225_600));
-        assert_eq!(cfg(&["-accel", "tcg", "-icount", "5"]).unwrap().icount, Some(5));
+        assert_eq!(
+            cfg(&["-accel", "tcg", "-icount", "5"]).unwrap().icount,
+            Some(5)
+        );
         let e = cfg(&["-accel", "kvm", "-icount", "shift=1"]).unwrap_err();
         assert!(e.to_string().contains("needs -accel tcg"), "{e}");
         let e = cfg(&["-icount", "shift=auto"]).unwrap_err();

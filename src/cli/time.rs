@@ -114,7 +114,7 @@ pub fn parse_datetime(s: &str) -> Option<u64> {
 }
 
 fn leap(y: u64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
 }
 
 fn days_in(y: u64, m: u64) -> u64 {

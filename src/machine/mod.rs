@@ -388,9 +388,9 @@ fn run_once(
             move || quit.finish(Outcome::Quit),
         );
     }
-    let timer_poll = soft_irq
-        .as_ref()
-        .map(|(legacy, apics)| timers::TimerPoll::new(legacy.pit.clone(), chip.clone(), apics.clone()));
+    let timer_poll = soft_irq.as_ref().map(|(legacy, apics)| {
+        timers::TimerPoll::new(legacy.pit.clone(), chip.clone(), apics.clone())
+    });
     let mut threads = Vec::with_capacity(vcpus.len());
     let mut ticker = None;
     match (icount, timer_poll) {

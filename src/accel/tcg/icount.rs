@@ -129,7 +129,8 @@ mod tests {
         // IVT[0x20] → 0000:7d00: inc bx; iret
         ram.write_obj(0x7d00u16, GuestAddress(0x80)).unwrap();
         ram.write_obj(0u16, GuestAddress(0x82)).unwrap();
-        ram.write_slice(&[0x43, 0xcf], GuestAddress(0x7d00)).unwrap();
+        ram.write_slice(&[0x43, 0xcf], GuestAddress(0x7d00))
+            .unwrap();
         let stats = Arc::new(ExitStats::new(1));
         let budget = Arc::new(IcountBudget::new());
         let line = Arc::new(Line::default());
