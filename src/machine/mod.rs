@@ -2,9 +2,10 @@
 //! vCPUs together.
 //!
 //! A [`MachineConfig`] enters [`run`]; it builds the machine (accelerator, RAM, ACPI tables,
-//! kernel, devices on the buses, one thread per vCPU), waits until a device, a vCPU or the user
-//! ends the run, and returns the process exit status. A guest reset rebuilds the machine from
-//! the same config (unless `-no-reboot`), as a power cycle would.
+//! kernel, devices on the buses, one thread per vCPU, or one for all of them under `-icount`),
+//! waits until a device, a vCPU or the user ends the run, and returns the process exit status.
+//! A guest reset rebuilds the machine from the same config (unless `-no-reboot`), as a power
+//! cycle would.
 
 pub mod acpi;
 mod apic_bus;

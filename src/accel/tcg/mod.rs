@@ -8,7 +8,9 @@
 //! ExtINT): vectors at slice boundaries through the INTA cycle, and INIT / STARTUP / NMI as
 //! [`CpuSignal`]s. An application processor waits for INIT and STARTUP before it runs (it
 //! reports `Halt` until then). The TSC follows the machine's clock when one is given
-//! ([`Tcg::set_time_source`]), else it counts retired instructions. Interrupt lines raised on
+//! ([`Tcg::set_time_source`]), else it counts retired instructions. Under `-icount`
+//! ([`Tcg::set_icount`], `icount.rs`) each `run()` retires at most the budget the machine's
+//! deterministic loop grants, then returns. Interrupt lines raised on
 //! [`TcgIrqChip`] (the accelerator's own `irq_chip`, unused by the PC machine, which brings its
 //! PIC and IOAPIC) are only recorded.
 
