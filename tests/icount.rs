@@ -156,8 +156,8 @@ fn icount_is_refused_where_it_cannot_work() {
     assert!(r.stderr.contains("0..=10"), "{}", r.stderr);
 }
 
-/// Boot the cloud kernel under -icount with a fixed RTC base; the serial log.
-fn linux_icount_boot(dir: &std::path::Path) -> Run {
+/// Boot the cloud kernel under -icount with a fixed RTC base on `smp` vCPUs; the serial log.
+fn linux_icount_boot(dir: &std::path::Path, smp: &str) -> Run {
     let kernel = dir.join("bzImage");
     let initrd = dir.join("initramfs.cpio.gz");
     kemu(
@@ -170,6 +170,8 @@ fn linux_icount_boot(dir: &std::path::Path) -> Run {
             "base=2026-01-01T00:00:00",
             "-m",
             "512",
+            "-smp",
+            smp,
             "-kernel",
             kernel.to_str().unwrap(),
             "-initrd",
@@ -183,16 +185,16 @@ fn linux_icount_boot(dir: &std::path::Path) -> Run {
     )
 }
 
-#[test]
-fn cloud_kernel_boots_identically_twice_under_icount() {
+/// Boot twice on `smp` vCPUs; both boots reach init, power off, and print the same bytes.
+fn linux_boots_identically_twice(smp: &str) {
     let Some(dir) = linux_guest("icount", "build/linux-guest", "bzImage") else {
         return;
     };
-    let a = linux_icount_boot(&dir);
-    let b = linux_icount_boot(&dir);
+    let a = linux_icount_boot(&dir, smp);
+    let b = linux_icount_boot(&dir, smp);
     for (r, n) in [(&a, 1), (&b, 2)] {
         eprintln!(
-            "icount boot {n}: status {:?} after {:.1} s; stderr: {}",
+            "icount boot {n} (-smp {smp}): status {:?} after {:.1} s; stderr: {}",
             r.status,
             r.elapsed.as_secs_f64(),
             r.stderr.trim()
@@ -207,6 +209,9 @@ fn cloud_kernel_boots_identically_twice_under_icount() {
         a.stdout.contains("2026"),
         "date from the fixed RTC base: {tail}"
     );
+    if smp == "2" {
+        assert!(a.stdout.contains("Brought up 1 node, 2 CPUs"), "{tail}");
+    }
     assert!(
         a.stdout.contains("reboot: Power down"),
         "no power-off: {tail}"
@@ -217,4 +222,17 @@ fn cloud_kernel_boots_identically_twice_under_icount() {
         let first = a.stdout.lines().zip(b.stdout.lines()).find(|(x, y)| x != y);
         panic!("the two boots printed different output; first difference: {first:?}");
     }
+}
+
+#[test]
+fn cloud_kernel_boots_identically_twice_under_icount() {
+    linux_boots_identically_twice("1");
+}
+
+/// The same on two vCPUs taking turns on one thread. Slow (two ~4-minute boots), so not in
+/// the default run: `cargo test --test icount -- --ignored`.
+#[test]
+#[ignore = "slow: two -smp 2 boots of the cloud kernel"]
+fn cloud_kernel_on_two_vcpus_boots_identically_twice_under_icount() {
+    linux_boots_identically_twice("2");
 }
