@@ -85,3 +85,52 @@ fn cloud_kernel_boots_to_init_on_two_vcpus() {
 fn generic_kernel_boots_to_init() {
     boot("build/linux-guest-generic", "vmlinux", "1");
 }
+
+/// The interactive shell (`kemu.shell`, README "Linux on the software CPU, interactively"):
+/// type a command once the prompt shows, see its output, then power off; kemu exits 0.
+#[test]
+fn cloud_kernel_shell_takes_typed_commands() {
+    let Some(dir) = linux_guest("linux_tcg shell", "build/linux-guest", "bzImage") else {
+        return;
+    };
+    let kernel = dir.join("bzImage");
+    let initrd = dir.join("initramfs.cpio.gz");
+    let r = common::kemu_scripted(
+        &[
+            "-accel",
+            "tcg",
+            "-m",
+            "512",
+            "-kernel",
+            kernel.to_str().unwrap(),
+            "-initrd",
+            initrd.to_str().unwrap(),
+            "-append",
+            "console=ttyS0 panic=-1 kemu.shell",
+            "-nographic",
+            "-no-reboot",
+        ],
+        &[
+            ("busybox shell (poweroff -f to leave)", b""),
+            ("# ", b"echo hi-from-$((6*7))\n"),
+            ("hi-from-42", b""),
+            ("# ", b"poweroff -f\n"),
+        ],
+        Duration::from_secs(900),
+    );
+    eprintln!(
+        "linux_tcg shell: status {:?} after {:.1} s; stderr: {}",
+        r.status,
+        r.elapsed.as_secs_f64(),
+        r.stderr.trim()
+    );
+    let out = &r.stdout;
+    let tail = &out[out.len().saturating_sub(3000)..];
+    assert!(out.contains("busybox shell"), "no shell: {tail}");
+    assert!(
+        out.lines().any(|l| l.trim_end() == "hi-from-42"),
+        "the typed command's output: {tail}"
+    );
+    assert!(out.contains("reboot: Power down"), "no power-off: {tail}");
+    assert_eq!(r.status, Some(0), "poweroff -f must end kemu: {tail}");
+}

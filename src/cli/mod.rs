@@ -5,6 +5,7 @@
 mod bench;
 mod drive;
 mod qemu_args;
+mod time;
 mod values;
 
 use std::ffi::OsString;
@@ -121,6 +122,12 @@ struct Args {
     /// Write to throw-away overlays; disk images are never written.
     #[arg(long)]
     snapshot: bool,
+    /// Deterministic clock (tcg): shift=N (or N), each instruction is 2^N ns, N in 0..=10.
+    #[arg(long)]
+    icount: Option<String>,
+    /// RTC start: base=utc|localtime|YYYY-MM-DDTHH:MM:SS.
+    #[arg(long)]
+    rtc: Option<String>,
     /// Print help.
     #[arg(long, alias = "h")]
     help: bool,
@@ -262,8 +269,13 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
             image: crate::guests::demo(),
         },
     };
-    // With no arguments at all, the demo runs on KVM where it can, else on our CPU.
-    let accel = accel.unwrap_or(if demo && KvmAccel::available() {
+    let icount = a.icount.as_deref().map(time::parse_icount).transpose()?;
+    if icount.is_some() && accel == Some(AccelKind::Kvm) {
+        bail!("-icount needs -accel tcg (KVM cannot count guest instructions)");
+    }
+    // With no arguments at all, the demo runs on KVM where it can, else on our CPU (always
+    // under -icount).
+    let accel = accel.unwrap_or(if demo && icount.is_none() && KvmAccel::available() {
         AccelKind::Kvm
     } else {
         AccelKind::Tcg
@@ -368,6 +380,13 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
         );
     }
     cfg.stats_file = a.stats_file;
+    cfg.icount = icount;
+    if let Some(r) = &a.rtc {
+        cfg.rtc_base = time::parse_rtc(r)?;
+    }
+    if icount.is_some() && cfg.cpus > 1 && cfg.gdb.is_some() {
+        bail!("-icount with -smp > 1 and a gdb server is not supported (use -smp 1)");
+    }
     for d in &mut cfg.drives {
         d.snapshot |= a.snapshot;
     }
@@ -420,6 +439,29 @@ mod tests {
         let a = Args::try_parse_from(std::iter::once("kemu".to_string()).chain(n))?;
         let demo = args.is_empty() || a.demo;
         build_config(a, demo)
+    }
+
+    #[test]
+    fn icount_and_rtc() {
+        let c = cfg(&["-icount", "shift=3", "-rtc", "base=2026-01-01T00:00:00"]).unwrap();
+        assert_eq!(c.icount, Some(3));
+        assert_eq!(
+            c.accel,
+            AccelKind::Tcg,
+            "the demo under -icount runs on tcg"
+        );
+        assert_eq!(c.rtc_base, crate::machine::RtcBase::Fixed(1_767_225_600));
+        assert_eq!(
+            cfg(&["-accel", "tcg", "-icount", "5"]).unwrap().icount,
+            Some(5)
+        );
+        let e = cfg(&["-accel", "kvm", "-icount", "shift=1"]).unwrap_err();
+        assert!(e.to_string().contains("needs -accel tcg"), "{e}");
+        let e = cfg(&["-icount", "shift=auto"]).unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
+        let e = cfg(&["-icount", "1", "-smp", "2", "-s"]).unwrap_err();
+        assert!(e.to_string().contains("-smp 1"), "{e}");
+        assert_eq!(cfg(&[]).unwrap().icount, None);
     }
 
     #[test]

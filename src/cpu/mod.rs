@@ -81,6 +81,8 @@ pub struct Cpu {
     /// Decode into the pre-decoded fast forms (`exec::fast`) where they exist; off, every
     /// instruction runs its general semantics (the tests compare the two).
     pub(crate) fast_forms: bool,
+    /// Retired instructions reach the shared counters once this many have gathered.
+    pub(crate) report_every: u64,
 }
 
 impl Cpu {
@@ -117,6 +119,7 @@ impl Cpu {
             trace: trace::Tracer::default(),
             block_mode: exec::fast::BlockMode::default(),
             fast_forms: true,
+            report_every: run::REPORT_EVERY,
         }
     }
 
@@ -203,6 +206,13 @@ impl Cpu {
             Some(t) => v.wrapping_sub(t()),
             None => v,
         };
+    }
+
+    /// Report retired instructions to the shared counters after every block (`true`: the
+    /// counters are exact at each block boundary, as an instruction-count clock reading them
+    /// in the middle of a run needs) or in batches (`false`, the default: cheaper).
+    pub fn set_exact_instruction_count(&mut self, exact: bool) {
+        self.report_every = if exact { 1 } else { run::REPORT_EVERY };
     }
 
     /// Whether the TSC counts retired instructions (no time source).

@@ -11,8 +11,9 @@ use super::flags::{IF, TF};
 use super::Cpu;
 
 /// Retired instructions are added to the shared counters in batches of at least this many
-/// (and whenever `run` returns), so counting costs nothing measurable.
-const REPORT_EVERY: u64 = 4096;
+/// (and whenever `run` returns), so counting costs nothing measurable; an instruction-count
+/// clock needs every block reported ([`Cpu::set_exact_instruction_count`]).
+pub(crate) const REPORT_EVERY: u64 = 4096;
 
 /// Why [`Cpu::run`] returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +147,7 @@ impl Cpu {
                 self.state.tsc = self.state.tsc.wrapping_add(retired);
             }
             *unreported += retired;
-            if *unreported >= REPORT_EVERY {
+            if *unreported >= self.report_every {
                 self.stats.add_instructions(self.id, *unreported);
                 *unreported = 0;
             }

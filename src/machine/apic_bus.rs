@@ -15,6 +15,7 @@
 //! CPU-side APIC access releases its APIC before sending an IPI or an EOI to the IOAPIC, so
 //! no two paths take the same pair of locks in opposite orders.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
@@ -65,6 +66,9 @@ pub struct ApicBus {
     pic: Arc<Mutex<Pic8259Pair>>,
     control: Arc<Control>,
     timer_wake: Arc<TimerWake>,
+    /// `-icount`: a vCPU that reprograms its APIC timer is kicked, so its instruction budget
+    /// (which ends at the old deadline) is recomputed at the next block boundary.
+    kick_on_timer_write: AtomicBool,
 }
 
 impl ApicBus {
@@ -94,6 +98,7 @@ impl ApicBus {
                 pic,
                 control,
                 timer_wake: Arc::new(TimerWake::default()),
+                kick_on_timer_write: AtomicBool::new(false),
             }
         })
     }
@@ -101,6 +106,12 @@ impl ApicBus {
     /// The IOAPIC, for the MMIO bus.
     pub fn ioapic(&self) -> Arc<Mutex<IoApic>> {
         self.ioapic.clone()
+    }
+
+    /// Kick the writing vCPU whenever it reprograms its APIC timer (`-icount`, where no timer
+    /// thread watches the deadlines and the vCPU loop must look again).
+    pub fn kick_on_timer_write(&self) {
+        self.kick_on_timer_write.store(true, Ordering::Relaxed);
     }
 
     /// What wakes the timer thread.
@@ -149,6 +160,9 @@ impl ApicBus {
             reg::LVT_TIMER | reg::TIMER_INITIAL | reg::TIMER_DIVIDE
         ) {
             self.timer_wake.notify();
+            if self.kick_on_timer_write.load(Ordering::Relaxed) {
+                self.control.kick_vcpu(vcpu);
+            }
         }
     }
 

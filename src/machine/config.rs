@@ -55,6 +55,19 @@ pub enum FirmwareChoice {
     File(PathBuf),
 }
 
+/// What the CMOS real-time clock reads when the machine starts (`-rtc base=`); it then counts
+/// the machine's clock (virtual time under `-icount`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RtcBase {
+    /// The host's UTC time at start.
+    #[default]
+    Utc,
+    /// The host's local time at start.
+    LocalTime,
+    /// This moment, in seconds since 1970-01-01T00:00:00 UTC (deterministic runs).
+    Fixed(u64),
+}
+
 /// A character backend (`-chardev`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CharBackend {
@@ -174,6 +187,11 @@ pub struct MachineConfig {
     pub stats_file: Option<PathBuf>,
     /// Disks, each on its own virtio-blk PCI function (slots 1, 2, ... in this order).
     pub drives: Vec<DriveConfig>,
+    /// `-icount shift=N`: time is the instruction count, 2^N ns per instruction (tcg only);
+    /// `None`: host time.
+    pub icount: Option<u32>,
+    /// `-rtc base=`: the CMOS clock's time at start.
+    pub rtc_base: RtcBase,
 }
 
 impl MachineConfig {
@@ -199,6 +217,8 @@ impl MachineConfig {
             pci_testdev: false,
             stats_file: None,
             drives: Vec::new(),
+            icount: None,
+            rtc_base: RtcBase::Utc,
         }
     }
 }

@@ -2,9 +2,10 @@
 //! vCPUs together.
 //!
 //! A [`MachineConfig`] enters [`run`]; it builds the machine (accelerator, RAM, ACPI tables,
-//! kernel, devices on the buses, one thread per vCPU), waits until a device, a vCPU or the user
-//! ends the run, and returns the process exit status. A guest reset rebuilds the machine from
-//! the same config (unless `-no-reboot`), as a power cycle would.
+//! kernel, devices on the buses, one thread per vCPU, or one for all of them under `-icount`),
+//! waits until a device, a vCPU or the user ends the run, and returns the process exit status.
+//! A guest reset rebuilds the machine from the same config (unless `-no-reboot`), as a power
+//! cycle would.
 
 pub mod acpi;
 mod apic_bus;
@@ -14,11 +15,13 @@ pub mod console;
 mod control;
 mod drive;
 pub mod firmware;
+mod icount;
 mod io;
 mod legacy_irq;
 pub mod memory;
 mod pc;
 mod pci;
+mod rtc;
 pub mod stats_file;
 mod timers;
 mod trace;
@@ -29,7 +32,7 @@ use std::thread;
 
 pub use config::{
     AccelKind, CharBackend, DebugExitConfig, DebugconConfig, DriveConfig, FirmwareChoice,
-    KernelSource, MachineConfig, SerialConfig, TraceFlags,
+    KernelSource, MachineConfig, RtcBase, SerialConfig, TraceFlags,
 };
 pub use control::{Control, Outcome};
 pub use io::MachineIo;
@@ -119,6 +122,12 @@ pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
 
 /// Power cycles until the run ends.
 fn run_cycles(config: &MachineConfig, debug: Option<&Arc<DebugHub>>) -> Result<i32, MachineError> {
+    if config.icount.is_some() && config.accel != AccelKind::Tcg {
+        // The instruction count is the software CPU's; KVM runs guest code natively.
+        return Err(MachineError::Failed(
+            "-icount needs -accel tcg (KVM cannot count guest instructions)".into(),
+        ));
+    }
     let trace = trace::Trace::open(config)?;
     let (image, initrd) = read_inputs(config)?;
     let rom = firmware::rom_image(config)?;
@@ -269,8 +278,26 @@ fn run_once(
     let (bsp_state, fw_cfg) = prepare_boot(config, inputs, &ram)?;
 
     let control = Control::new();
-    // One clock for the machine: PIT, APIC timers, ACPI PM timer and the software CPU's TSC.
-    let clock: Arc<dyn Clock> = Arc::new(HostClock::new());
+    let stats = Arc::new(if config.trace.exits {
+        let trace = trace.clone();
+        ExitStats::with_observer(config.cpus, Box::new(move |v, r| trace.exit(v, r)))
+    } else {
+        ExitStats::new(config.cpus)
+    });
+    // One clock for the machine: PIT, APIC timers, ACPI PM timer, CMOS RTC and the software
+    // CPU's TSC. Under -icount it is the instruction count (only the software CPU counts).
+    let icount = match (config.icount, &tcg) {
+        (Some(shift), Some(tcg)) => {
+            let budget = Arc::new(crate::accel::tcg::IcountBudget::new());
+            tcg.set_icount(budget.clone());
+            Some((icount::clock(shift, stats.clone()), budget))
+        }
+        _ => None,
+    };
+    let clock: Arc<dyn Clock> = match &icount {
+        Some((c, _)) => c.clone(),
+        None => Arc::new(HostClock::new()),
+    };
     let mut pio = crate::devices::Bus::new();
     // Under KVM the in-kernel irqchip, PIT and APICs serve these; our CPU needs ours.
     let soft_irq = match &tcg {
@@ -285,6 +312,9 @@ fn run_once(
             );
             for id in 0..config.cpus {
                 tcg.set_interrupt_source_for(id, apics.interrupt_source(id));
+            }
+            if icount.is_some() {
+                apics.kick_on_timer_write();
             }
             let tsc_clock = clock.clone();
             tcg.set_time_source(Arc::new(move || tsc_clock.now_ns()));
@@ -334,12 +364,6 @@ fn run_once(
             tcg.set_trace(mask, trace.clone());
         }
     }
-    let stats = Arc::new(if config.trace.exits {
-        let trace = trace.clone();
-        ExitStats::with_observer(config.cpus, Box::new(move |v, r| trace.exit(v, r)))
-    } else {
-        ExitStats::new(config.cpus)
-    });
     let ctx = VcpuContext {
         ram: ram.clone(),
         io: io.clone(),
@@ -365,29 +389,48 @@ fn run_once(
             move || quit.finish(Outcome::Quit),
         );
     }
+    let timer_poll = soft_irq.as_ref().map(|(legacy, apics)| {
+        timers::TimerPoll::new(legacy.pit.clone(), chip.clone(), apics.clone())
+    });
     let mut threads = Vec::with_capacity(vcpus.len());
-    for (id, vcpu) in vcpus.into_iter().enumerate() {
-        let control = control.clone();
-        let debug = debug.cloned();
-        let handle = thread::Builder::new()
-            .name(format!("vcpu{id}"))
-            .spawn(move || {
-                vcpu_loop::run_vcpu(vcpu, control, debug);
-                stats_file::CpuTime::this_thread()
-            })
-            .map_err(MachineError::Thread)?;
-        threads.push(handle);
+    let mut ticker = None;
+    match (icount, timer_poll) {
+        // -icount: every vCPU on one thread, which also delivers the timers.
+        (Some((clock, budget)), Some(timers)) => {
+            let l = icount::IcountLoop {
+                control: control.clone(),
+                debug: debug.cloned(),
+                timers,
+                clock,
+                budget,
+            };
+            let handle = thread::Builder::new()
+                .name("vcpus".into())
+                .spawn(move || {
+                    icount::run_vcpus(vcpus, &l);
+                    stats_file::CpuTime::this_thread()
+                })
+                .map_err(MachineError::Thread)?;
+            threads.push(handle);
+        }
+        (_, timer_poll) => {
+            for (id, vcpu) in vcpus.into_iter().enumerate() {
+                let control = control.clone();
+                let debug = debug.cloned();
+                let handle = thread::Builder::new()
+                    .name(format!("vcpu{id}"))
+                    .spawn(move || {
+                        vcpu_loop::run_vcpu(vcpu, control, debug);
+                        stats_file::CpuTime::this_thread()
+                    })
+                    .map_err(MachineError::Thread)?;
+                threads.push(handle);
+            }
+            if let Some(timers) = timer_poll {
+                ticker = Some(timers::spawn(control.clone(), timers, clock.clone())?);
+            }
+        }
     }
-    let ticker = match &soft_irq {
-        Some((legacy, apics)) => Some(timers::spawn(
-            control.clone(),
-            legacy.pit.clone(),
-            chip.clone(),
-            apics.clone(),
-            clock.clone(),
-        )?),
-        None => None,
-    };
     control.wait_finished();
     if let Some(t) = ticker {
         let _ = t.join();

@@ -265,7 +265,8 @@ pub fn build_devices(
 
     let low = super::memory::low_ram_end(config.ram_size);
     let high = super::memory::high_ram_size(config.ram_size);
-    let cmos = Cmos::new(low, high, config.cpus);
+    let cmos = Cmos::new(low, high, config.cpus)
+        .with_clock(super::rtc::wall_clock(config.rtc_base, clock.clone()));
     pio.insert(Arc::new(Mutex::new(cmos)), u64::from(CMOS_BASE), CMOS_LEN)
         .map_err(bus_err)?;
     let _ = RTC_IRQ; // the RTC raises no interrupts yet

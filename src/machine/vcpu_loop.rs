@@ -12,7 +12,7 @@ use crate::monitor::gdb::DebugHub;
 
 /// How long a halted vCPU sleeps before looking again when nothing wakes it (every interrupt
 /// source wakes it through `Control`, so this is only a safety net).
-const HALT_POLL: Duration = Duration::from_millis(10);
+pub(super) const HALT_POLL: Duration = Duration::from_millis(10);
 
 /// Run `vcpu` until the machine stops; `debug` is the gdbstub's hub when one is configured.
 pub fn run_vcpu(mut vcpu: Box<dyn Vcpu>, control: Arc<Control>, debug: Option<Arc<DebugHub>>) {
@@ -29,22 +29,36 @@ pub fn run_vcpu(mut vcpu: Box<dyn Vcpu>, control: Arc<Control>, debug: Option<Ar
         let gen = control.wake_generation();
         match vcpu.run() {
             Ok(VcpuExit::Halt) => control.wait_halted_since(gen, HALT_POLL),
-            Ok(VcpuExit::Interrupted) => {}
-            Ok(VcpuExit::Debug) => {
-                if let Some(hub) = &debug {
-                    hub.debug_exit(id, &mut *vcpu);
-                }
-            }
-            Ok(VcpuExit::Shutdown) => {
-                let report = vcpu.report("triple fault (CPU shutdown)");
-                eprintln!("kemu: {report}");
-                log::debug!("registers at the triple fault: {:x?}", report.state);
-                control.finish(Outcome::Reset);
-            }
-            Ok(VcpuExit::Reset) => control.finish(Outcome::Reset),
-            Err(AccelError::Guest(report)) => control.finish(Outcome::Crash(report)),
-            Err(e) => control.finish(Outcome::Failed(format!("vCPU {}: {e}", vcpu.id()))),
+            other => handle_exit(other, &mut *vcpu, &control, debug.as_ref()),
         }
+    }
+}
+
+/// Act on what `run()` returned, except a halt (whose wait depends on the loop): a debug event
+/// goes to the gdbstub, a shutdown, reset, crash or failure ends the run.
+pub(super) fn handle_exit(
+    exit: Result<VcpuExit, AccelError>,
+    vcpu: &mut dyn Vcpu,
+    control: &Control,
+    debug: Option<&Arc<DebugHub>>,
+) {
+    let id = vcpu.id();
+    match exit {
+        Ok(VcpuExit::Halt) | Ok(VcpuExit::Interrupted) => {}
+        Ok(VcpuExit::Debug) => {
+            if let Some(hub) = debug {
+                hub.debug_exit(id, vcpu);
+            }
+        }
+        Ok(VcpuExit::Shutdown) => {
+            let report = vcpu.report("triple fault (CPU shutdown)");
+            eprintln!("kemu: {report}");
+            log::debug!("registers at the triple fault: {:x?}", report.state);
+            control.finish(Outcome::Reset);
+        }
+        Ok(VcpuExit::Reset) => control.finish(Outcome::Reset),
+        Err(AccelError::Guest(report)) => control.finish(Outcome::Crash(report)),
+        Err(e) => control.finish(Outcome::Failed(format!("vCPU {id}: {e}"))),
     }
 }
 

@@ -237,3 +237,90 @@ pub fn linux_guest(test: &str, dir: &str, file: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// Run kemu with `args` as a user at its console would: for each `(prompt, input)` step, wait
+/// until the serial output (stdout) shows `prompt` after what the previous steps waited for,
+/// then write `input` to kemu's stdin. Kills kemu after `limit`; a prompt that never comes ends
+/// the script (the caller's checks on the output then fail with the whole transcript).
+pub fn kemu_scripted(args: &[&str], steps: &[(&str, &[u8])], limit: Duration) -> Run {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kemu"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kemu");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let seen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = seen.clone();
+    let t_out = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink.lock().unwrap().extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let mut from = 0usize;
+    let mut status = None;
+    let mut exited = false;
+    'steps: for (prompt, input) in steps {
+        loop {
+            let found = {
+                let s = seen.lock().unwrap();
+                let hay = &s[from.min(s.len())..];
+                hay.windows(prompt.len().max(1))
+                    .position(|w| w == prompt.as_bytes())
+                    .map(|p| from + p + prompt.len())
+            };
+            if let Some(end) = found {
+                from = end;
+                let _ = stdin.write_all(input);
+                let _ = stdin.flush();
+                break;
+            }
+            if let Some(st) = child.try_wait().expect("wait") {
+                status = st.code();
+                exited = true;
+                break 'steps;
+            }
+            if start.elapsed() > limit {
+                break 'steps;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if !exited {
+        status = loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                break st.code();
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+    }
+    drop(stdin);
+    let _ = t_out.join();
+    let stdout = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    Run {
+        status,
+        stdout,
+        stderr: String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}

@@ -8,12 +8,18 @@
 //! ExtINT): vectors at slice boundaries through the INTA cycle, and INIT / STARTUP / NMI as
 //! [`CpuSignal`]s. An application processor waits for INIT and STARTUP before it runs (it
 //! reports `Halt` until then). The TSC follows the machine's clock when one is given
-//! ([`Tcg::set_time_source`]), else it counts retired instructions. Interrupt lines raised on
+//! ([`Tcg::set_time_source`]), else it counts retired instructions. Under `-icount`
+//! ([`Tcg::set_icount`], `icount.rs`) each `run()` retires at most the budget the machine's
+//! deterministic loop grants, then returns. Interrupt lines raised on
 //! [`TcgIrqChip`] (the accelerator's own `irq_chip`, unused by the PC machine, which brings its
 //! PIC and IOAPIC) are only recorded.
 
+mod icount;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+pub use icount::IcountBudget;
 
 use super::{
     AccelError, Accelerator, CpuSignal, CrashReport, DebugConfig, ExitReason, FpuRegs, GuestRam,
@@ -35,6 +41,8 @@ pub struct Tcg {
     time: Mutex<Option<TimeSource>>,
     /// `-d in_asm,int,cpu`: what every vCPU traces, and where.
     trace: Mutex<Option<(TraceMask, Arc<dyn TraceSink>)>>,
+    /// `-icount`: the instruction budget the machine's loop grants each `run()`.
+    icount: Mutex<Option<Arc<IcountBudget>>>,
 }
 
 impl Tcg {
@@ -63,6 +71,15 @@ impl Tcg {
     pub fn set_time_source(&self, time: TimeSource) {
         if let Ok(mut slot) = self.time.lock() {
             *slot = Some(time);
+        }
+    }
+
+    /// Put every vCPU created from now on in `-icount` mode: each `run()` retires at most
+    /// `budget`'s instructions (see [`IcountBudget`]) and the shared instruction counters are
+    /// exact at every block boundary, so an instruction-count clock can read them.
+    pub fn set_icount(&self, budget: Arc<IcountBudget>) {
+        if let Ok(mut slot) = self.icount.lock() {
+            *slot = Some(budget);
         }
     }
 
@@ -148,6 +165,10 @@ impl Accelerator for Tcg {
         if let Some((mask, sink)) = self.trace.lock().ok().and_then(|s| s.clone()) {
             vcpu.cpu.set_trace(mask, Some(sink));
         }
+        if let Some(budget) = self.icount.lock().ok().and_then(|b| b.clone()) {
+            vcpu.cpu.set_exact_instruction_count(true);
+            vcpu.icount = Some(budget);
+        }
         Ok(Box::new(vcpu))
     }
 }
@@ -172,6 +193,8 @@ pub struct TcgVcpu {
     waiting_for_sipi: bool,
     /// What the debugger asked for (breakpoints live in the CPU itself).
     debug: DebugConfig,
+    /// `-icount`: each `run()` retires at most this budget (see [`IcountBudget`]).
+    icount: Option<Arc<IcountBudget>>,
 }
 
 /// With an interrupt controller attached, the CPU runs in slices of this many instructions, so
@@ -194,6 +217,7 @@ impl TcgVcpu {
             interrupts: None,
             waiting_for_sipi: id != 0,
             debug: DebugConfig::default(),
+            icount: None,
         }
     }
 
@@ -315,6 +339,30 @@ impl TcgVcpu {
             }
         }
     }
+
+    /// Turn the CPU's exit into the vCPU's, counting it.
+    fn finish(&mut self, exit: CpuExit) -> Result<VcpuExit, AccelError> {
+        let id = self.cpu.id();
+        match exit {
+            CpuExit::Halt => Ok(VcpuExit::Halt),
+            CpuExit::Interrupted | CpuExit::InterruptWindow => {
+                self.stats.count(id, ExitReason::Interrupted);
+                Ok(VcpuExit::Interrupted)
+            }
+            CpuExit::Shutdown => {
+                self.stats.count(id, ExitReason::Shutdown);
+                Ok(VcpuExit::Shutdown)
+            }
+            CpuExit::Fatal(why) => {
+                self.stats.count(id, ExitReason::InternalError);
+                Err(self.crash(why))
+            }
+            CpuExit::Debug => {
+                self.stats.count(id, ExitReason::Debug);
+                Ok(VcpuExit::Debug)
+            }
+        }
+    }
 }
 
 /// An x87 register as 10 little-endian bytes (gdb's i387_ext).
@@ -383,6 +431,10 @@ impl Vcpu for TcgVcpu {
         if self.debug.single_step && !self.waiting_for_sipi {
             return self.step();
         }
+        if let (Some(budget), Some(source)) = (&self.icount, self.interrupts.clone()) {
+            let budget = budget.get();
+            return self.run_icount(&*source, budget);
+        }
         let exit = loop {
             let Some(source) = self.interrupts.clone() else {
                 if self.waiting_for_sipi {
@@ -412,25 +464,7 @@ impl Vcpu for TcgVcpu {
                 other => break other,
             }
         };
-        match exit {
-            CpuExit::Halt => Ok(VcpuExit::Halt),
-            CpuExit::Interrupted | CpuExit::InterruptWindow => {
-                self.stats.count(id, ExitReason::Interrupted);
-                Ok(VcpuExit::Interrupted)
-            }
-            CpuExit::Shutdown => {
-                self.stats.count(id, ExitReason::Shutdown);
-                Ok(VcpuExit::Shutdown)
-            }
-            CpuExit::Fatal(why) => {
-                self.stats.count(id, ExitReason::InternalError);
-                Err(self.crash(why))
-            }
-            CpuExit::Debug => {
-                self.stats.count(id, ExitReason::Debug);
-                Ok(VcpuExit::Debug)
-            }
-        }
+        self.finish(exit)
     }
 
     fn set_debug(&mut self, config: &DebugConfig) -> Result<(), AccelError> {
