@@ -7,7 +7,7 @@ use std::ffi::OsString;
 /// Options that take a value, as QEMU spells them (without the dash).
 pub const VALUE_OPTIONS: &[&str] = &[
     "accel", "m", "smp", "kernel", "initrd", "append", "display", "serial", "device", "machine",
-    "M", "cpu", "d", "D", "gdb", "bios", "chardev", "global", "monitor", "drive", "hda",
+    "M", "cpu", "d", "D", "gdb", "bios", "chardev", "global", "monitor", "qmp", "drive", "hda",
 ];
 
 /// Options that are flags.

@@ -133,6 +133,35 @@ pub struct DriveConfig {
     pub cache: CacheMode,
 }
 
+/// Where the human monitor (HMP) is (`-monitor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MonitorConfig {
+    /// No monitor of its own (`-monitor none`); with the serial console on stdio, `Ctrl-A c`
+    /// still switches to the monitor, as QEMU's `-nographic` does.
+    #[default]
+    None,
+    /// A `(kemu) ` prompt on stdin/stdout (`-monitor stdio`).
+    Stdio,
+}
+
+/// Where QMP listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QmpAddress {
+    /// A Unix socket at this path (created; an old socket file is replaced).
+    Unix(PathBuf),
+    /// A TCP `host:port`.
+    Tcp(String),
+}
+
+/// The QMP server (`-qmp unix:PATH,server=on,wait=off`, `-qmp tcp:HOST:PORT,server,nowait`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QmpConfig {
+    /// Where it listens.
+    pub address: QmpAddress,
+    /// The guest starts only once a client has connected (QEMU's default `wait=on`).
+    pub wait: bool,
+}
+
 /// A complete description of a machine to build and run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineConfig {
@@ -174,6 +203,12 @@ pub struct MachineConfig {
     pub stats_file: Option<PathBuf>,
     /// Disks, each on its own virtio-blk PCI function (slots 1, 2, ... in this order).
     pub drives: Vec<DriveConfig>,
+    /// The human monitor.
+    pub monitor: MonitorConfig,
+    /// The QMP server, if any.
+    pub qmp: Option<QmpConfig>,
+    /// `-S` without gdb: the vCPUs wait for the monitor's `cont`.
+    pub start_paused: bool,
 }
 
 impl MachineConfig {
@@ -199,6 +234,9 @@ impl MachineConfig {
             pci_testdev: false,
             stats_file: None,
             drives: Vec::new(),
+            monitor: MonitorConfig::None,
+            qmp: None,
+            start_paused: false,
         }
     }
 }
