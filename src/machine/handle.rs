@@ -8,7 +8,7 @@
 //! Whether the machine is paused belongs to the handle, not to a power cycle: a paused machine
 //! that is reset stays paused, as under QEMU.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::control::{Control, Outcome};
@@ -123,6 +123,8 @@ struct Inner {
     host_quit: bool,
     /// Quit was asked while no cycle ran: end the next one at once.
     quit_pending: bool,
+    /// The run is over: no power cycle will come.
+    ended: bool,
     subscribers: Vec<(u64, Subscriber)>,
     next_subscriber: u64,
 }
@@ -131,6 +133,8 @@ struct Inner {
 #[derive(Default)]
 pub struct MachineHandle {
     inner: Mutex<Inner>,
+    /// Signalled when a power cycle attaches or the run ends.
+    changed: Condvar,
     debug: Mutex<Option<Arc<DebugHub>>>,
 }
 
@@ -194,6 +198,27 @@ impl MachineHandle {
     /// The power cycle `view` runs.
     pub fn attach_cycle(&self, view: CycleView) {
         self.lock().cycle = Some(Arc::new(view));
+        self.changed.notify_all();
+    }
+
+    /// The run is over (no more power cycles).
+    pub fn end(&self) {
+        let mut s = self.lock();
+        s.ended = true;
+        s.cycle = None;
+        drop(s);
+        self.changed.notify_all();
+    }
+
+    /// Wait up to `timeout` for a power cycle to be running (the machine is being built or
+    /// rebuilt); returns at once when one runs or the run is over. Monitors call it before a
+    /// command, so a command typed (or piped) right at start-up finds the machine.
+    pub fn wait_for_cycle(&self, timeout: Duration) {
+        let s = self.lock();
+        let _ = self
+            .changed
+            .wait_timeout_while(s, timeout, |s| s.cycle.is_none() && !s.ended)
+            .unwrap_or_else(|e| e.into_inner());
     }
 
     /// The current power cycle ended with `outcome`; `rebooting` if the machine is rebuilt.

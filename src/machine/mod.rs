@@ -128,6 +128,7 @@ pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
         q.wait_for_client();
     }
     let result = run_cycles(&config, debug.as_ref(), &handle);
+    handle.end();
     if let Some(hub) = &debug {
         hub.finish(*result.as_ref().unwrap_or(&1), GDB_LINGER);
     }

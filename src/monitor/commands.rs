@@ -33,6 +33,9 @@ xp /fmt addr -- physical memory dump starting at 'addr'
   fmt: /[count][x|d|u|o|c|i][b|h|w|g], addr: a number or $reg ($rip, $rsp, $pc, ...)
 ";
 
+/// How long a command waits for the machine to come up (start-up, a reset's rebuild).
+const CYCLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a command line did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Reply {
@@ -76,6 +79,9 @@ impl HmpSession {
         }
         let (cmd, rest) = split_command(line);
         let rest = rest.trim();
+        if !matches!(cmd, "help" | "?" | "h") {
+            self.handle.wait_for_cycle(CYCLE_WAIT);
+        }
         let result = match cmd {
             "help" | "?" | "h" => Ok(help(rest)),
             "info" | "i" => self.info(rest),
@@ -272,7 +278,9 @@ mod tests {
 
     #[test]
     fn help_and_errors_without_a_machine() {
-        let mut s = HmpSession::new(MachineHandle::new(false));
+        let handle = MachineHandle::new(false);
+        handle.end(); // no machine will come: commands answer at once
+        let mut s = HmpSession::new(handle);
         assert!(s.execute("help").text.contains("info registers"));
         assert_eq!(s.execute("help stop").text, "stop -- stop emulation\n");
         assert_eq!(s.execute("frob").text, "Error: unknown command: 'frob'\n");

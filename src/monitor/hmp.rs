@@ -121,6 +121,7 @@ mod tests {
     #[test]
     fn stdio_loop_prompts_runs_and_quits() {
         let handle = MachineHandle::new(false);
+        handle.end();
         let mut out = Vec::new();
         let quit = serve_lines(
             handle,
@@ -136,7 +137,9 @@ mod tests {
 
     #[test]
     fn mux_echoes_edits_and_runs_lines() {
-        let mut m = MuxMonitor::new(MachineHandle::new(false));
+        let handle = MachineHandle::new(false);
+        handle.end();
+        let mut m = MuxMonitor::new(handle);
         assert!(m.enter().contains(PROMPT));
         assert_eq!(m.feed(b"inf"), "inf");
         assert_eq!(m.feed(b"x\x7f"), "x\x08 \x08");

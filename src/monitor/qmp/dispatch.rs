@@ -169,6 +169,10 @@ impl Dispatcher {
                 After::Nothing,
             );
         }
+        if cmd != "query-commands" && cmd != "query-version" {
+            self.handle
+                .wait_for_cycle(std::time::Duration::from_secs(5));
+        }
         let ok = |v: Value| (json!({ "return": v }), After::Nothing);
         match cmd {
             "qmp_capabilities" => (
@@ -262,7 +266,9 @@ mod tests {
 
     #[test]
     fn negotiation_comes_first_and_ids_are_echoed() {
-        let mut d = Dispatcher::new(MachineHandle::new(false));
+        let handle = MachineHandle::new(false);
+        handle.end();
+        let mut d = Dispatcher::new(handle);
         let (r, _) = run(&mut d, r#"{"execute":"query-status","id":7}"#);
         assert_eq!(r["error"]["class"], "CommandNotFound");
         assert_eq!(r["id"], 7);

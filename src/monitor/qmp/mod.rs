@@ -298,6 +298,7 @@ mod tests {
     fn a_unix_client_negotiates_and_gets_replies_and_events() {
         let path = std::env::temp_dir().join(format!("kemu-qmp-{}.sock", std::process::id()));
         let handle = MachineHandle::new(false);
+        handle.end();
         let cfg = QmpConfig {
             address: QmpAddress::Unix(path.clone()),
             wait: true,
