@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::info;
 use super::memdump::{self, DumpFormat};
+use crate::machine::firmware::{LOW_ALIAS_END, LOW_ALIAS_MAX, ROM_END, ROM_MAX};
 use crate::machine::handle::{HandleError, MachineHandle, RunStatus};
 
 /// One line per command, as `help` prints it.
@@ -219,7 +220,15 @@ impl HmpSession {
         // The vCPU's state: for `$reg` addresses, the page walk and the code size of `/i`.
         let state = self.handle.vcpu_state(self.cpu).map_err(err)?;
         let addr = memdump::parse_address(addr, &state).map_err(|e| e.to_string())?;
-        memdump::dump(&c.ram, &state, physical, addr, &fmt).map_err(|e| e.to_string())
+        // The firmware ROM is a device under the software CPU: read it through the MMIO bus
+        // (a ROM read has no side effect; other devices are not read).
+        let rom = |pa: u64, buf: &mut [u8]| {
+            let end = pa.saturating_add(buf.len() as u64);
+            let in_rom = (pa >= ROM_END - ROM_MAX && end <= ROM_END)
+                || (pa >= LOW_ALIAS_END - LOW_ALIAS_MAX && end <= LOW_ALIAS_END);
+            in_rom && c.io.mmio.read(pa, buf)
+        };
+        memdump::dump(&c.ram, &rom, &state, physical, addr, &fmt).map_err(|e| e.to_string())
     }
 }
 

@@ -14,6 +14,10 @@ use vm_memory::{Bytes, GuestAddress};
 use crate::accel::{reg, GuestRam, VcpuState};
 use crate::monitor::gdb::walk;
 
+/// Reads guest-physical memory that is not RAM (the firmware ROM, which the software CPU serves
+/// as a device): fills the buffer and returns true, or false if nothing is there to read.
+pub type RomReader<'a> = &'a dyn Fn(u64, &mut [u8]) -> bool;
+
 /// The most bytes one command dumps (QEMU has no limit; a monitor line should stay readable).
 const MAX_BYTES: u64 = 64 << 10;
 
@@ -137,6 +141,7 @@ pub fn parse_address(s: &str, state: &VcpuState) -> Result<u64, DumpError> {
 /// Read `buf.len()` bytes at `addr`, page by page through the page tables when `!physical`.
 fn read(
     ram: &GuestRam,
+    rom: RomReader,
     state: &VcpuState,
     physical: bool,
     addr: u64,
@@ -157,8 +162,9 @@ fn read(
                 why: format!(": {e}"),
             })?
         };
-        ram.read_slice(&mut buf[done..done + n], GuestAddress(pa))
-            .map_err(|_| DumpError::Access {
+        let dst = &mut buf[done..done + n];
+        if ram.read_slice(dst, GuestAddress(pa)).is_err() && !rom(pa, dst) {
+            return Err(DumpError::Access {
                 kind,
                 addr: va,
                 why: if physical {
@@ -166,7 +172,8 @@ fn read(
                 } else {
                     format!(" (physical 0x{pa:x} is not RAM)")
                 },
-            })?;
+            });
+        }
         done += n;
     }
     Ok(())
@@ -175,20 +182,21 @@ fn read(
 /// The dump text for `count` units of `fmt` at `addr`.
 pub fn dump(
     ram: &GuestRam,
+    rom: RomReader,
     state: &VcpuState,
     physical: bool,
     addr: u64,
     fmt: &DumpFormat,
 ) -> Result<String, DumpError> {
     if fmt.format == 'i' {
-        return disassemble(ram, state, physical, addr, fmt.count);
+        return disassemble(ram, rom, state, physical, addr, fmt.count);
     }
     let total = fmt.count.saturating_mul(fmt.size);
     if total > MAX_BYTES {
         return Err(DumpError::TooLarge(total));
     }
     let mut bytes = vec![0u8; total as usize];
-    read(ram, state, physical, addr, &mut bytes)?;
+    read(ram, rom, state, physical, addr, &mut bytes)?;
     let line_size = if fmt.size == 1 { 8 } else { 16 };
     let bits = fmt.size * 8;
     let mut o = String::new();
@@ -234,6 +242,7 @@ fn printable(b: u8) -> String {
 
 fn disassemble(
     ram: &GuestRam,
+    rom: RomReader,
     state: &VcpuState,
     physical: bool,
     addr: u64,
@@ -246,6 +255,7 @@ fn disassemble(
     for i in 0..want {
         if read(
             ram,
+            rom,
             state,
             physical,
             addr.wrapping_add(i as u64),
@@ -258,7 +268,7 @@ fn disassemble(
         bytes.push(chunk[0]);
     }
     if bytes.is_empty() {
-        read(ram, state, physical, addr, &mut chunk)?;
+        read(ram, rom, state, physical, addr, &mut chunk)?;
     }
     let mut decoder = Decoder::with_ip(state.code_bitness(), &bytes, addr, DecoderOptions::NONE);
     let mut formatter = IntelFormatter::new();
@@ -279,6 +289,10 @@ fn disassemble(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn no_rom(_: u64, _: &mut [u8]) -> bool {
+        false
+    }
 
     fn ram() -> GuestRam {
         let ram = GuestRam::from_ranges(&[(GuestAddress(0), 0x2000)]).unwrap();
@@ -303,21 +317,21 @@ mod tests {
         let s = VcpuState::reset();
         let f = DumpFormat::parse("2x").unwrap();
         assert_eq!(
-            dump(&ram(), &s, true, 0x1000, &f).unwrap(),
+            dump(&ram(), &no_rom, &s, true, 0x1000, &f).unwrap(),
             "0000000000001000: 0xf4c03148 0x756d656b\n"
         );
         let f = DumpFormat::parse("5c").unwrap();
         assert_eq!(
-            dump(&ram(), &s, true, 0x1004, &f).unwrap(),
+            dump(&ram(), &no_rom, &s, true, 0x1004, &f).unwrap(),
             "0000000000001004: 'k' 'e' 'm' 'u' '\\n'\n"
         );
         let f = DumpFormat::parse("1bd").unwrap();
         assert_eq!(
-            dump(&ram(), &s, true, 0x1003, &f).unwrap(),
+            dump(&ram(), &no_rom, &s, true, 0x1003, &f).unwrap(),
             "0000000000001003:  -12\n"
         );
         assert!(matches!(
-            dump(&ram(), &s, true, 0x5000, &f),
+            dump(&ram(), &no_rom, &s, true, 0x5000, &f),
             Err(DumpError::Access { .. })
         ));
     }
@@ -329,7 +343,7 @@ mod tests {
         s.efer = 0x500;
         s.cs.l = true;
         let f = DumpFormat::parse("2i").unwrap();
-        let text = dump(&ram(), &s, true, 0x1000, &f).unwrap();
+        let text = dump(&ram(), &no_rom, &s, true, 0x1000, &f).unwrap();
         assert_eq!(
             text,
             "0x0000000000001000:  xor rax,rax\n0x0000000000001003:  hlt\n"
