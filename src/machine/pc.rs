@@ -234,6 +234,9 @@ impl Inbox {
     }
 }
 
+/// What [`build_devices`] returns: the buses, the PCI host and the ACPI PM block.
+pub type BuiltDevices = (MachineIo, Arc<Mutex<PciHost>>, Arc<Mutex<AcpiPm>>);
+
 /// One interrupt line of the accelerator's irqchip.
 struct Gsi {
     chip: Arc<dyn IrqChip>,
@@ -274,7 +277,7 @@ pub fn build_devices(
     console: &HostConsole,
     trace: &Arc<Trace>,
     fw_cfg: FwCfg,
-) -> Result<(MachineIo, Arc<Mutex<PciHost>>, Arc<Mutex<AcpiPm>>), MachineError> {
+) -> Result<BuiltDevices, MachineError> {
     let mut mmio = Bus::new();
     let events: Arc<dyn SystemEvents> = control.clone();
 

@@ -98,10 +98,9 @@ impl MuxMonitor {
                     }
                     o.push_str(PROMPT);
                 }
-                0x7f | 0x08 => {
-                    if self.line.pop().is_some() {
-                        o.push_str("\x08 \x08");
-                    }
+                0x7f | 0x08 if !self.line.is_empty() => {
+                    self.line.pop();
+                    o.push_str("\x08 \x08");
                 }
                 0x20..=0x7e => {
                     self.line.push(b);

@@ -9,6 +9,7 @@ use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 use crate::accel::{Segment, VcpuState};
 use crate::devices::pci_host::{PciHost, MAX_DEVICES, MAX_FUNCTIONS};
 use crate::devices::BusDevice;
+use crate::machine::firmware::{LOW_ALIAS_END, ROM_END, ROM_MAX};
 use crate::machine::handle::CycleView;
 
 const EFER_LMA: u64 = 1 << 10;
@@ -244,10 +245,8 @@ fn range_name(io: bool, base: u64) -> &'static str {
             0xfebf_0000 => "pci-testdev bar0",
             0xc000_0000 => "pci-hole (PCI BARs)",
             0xff00_0000 => "pc-testdev iomem",
-            b if b >= crate::machine::firmware::ROM_END - crate::machine::firmware::ROM_MAX => {
-                "rom (firmware)"
-            }
-            b if b < crate::machine::firmware::LOW_ALIAS_END => "rom (firmware, low alias)",
+            b if b >= ROM_END - ROM_MAX => "rom (firmware)",
+            b if b < LOW_ALIAS_END => "rom (firmware, low alias)",
             _ => "device",
         }
     }
@@ -264,9 +263,7 @@ pub fn mtree(c: &CycleView) -> String {
     for r in c.ram.iter() {
         let start = r.start_addr().0;
         let len = r.len();
-        let name = if start >= crate::machine::firmware::ROM_END - crate::machine::firmware::ROM_MAX
-            && start < crate::machine::firmware::ROM_END
-        {
+        let name = if (ROM_END - ROM_MAX..ROM_END).contains(&start) {
             "rom (firmware)"
         } else if start == 0 {
             "ram-below-4g"

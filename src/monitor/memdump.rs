@@ -214,11 +214,11 @@ pub fn dump(
                     format!("{v:#o}"),
                     w = bits.div_ceil(3) as usize + 1
                 ),
-                'u' => write!(o, " {v:>w$}", w = ((bits * 10 + 32) / 33) as usize),
+                'u' => write!(o, " {v:>w$}", w = (bits * 10).div_ceil(33) as usize),
                 'd' => {
                     let shift = 64 - bits;
                     let s = ((v << shift) as i64) >> shift;
-                    write!(o, " {s:>w$}", w = ((bits * 10 + 32) / 33) as usize + 1)
+                    write!(o, " {s:>w$}", w = (bits * 10).div_ceil(33) as usize + 1)
                 }
                 _ => write!(o, " {}", printable(unit[0])),
             };
