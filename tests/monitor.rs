@@ -285,3 +285,51 @@ fn ctrl_a_c_switches_the_console_to_the_monitor() {
     s.read_until("power button pressed, powering off");
     assert_eq!(s.wait(), Some(0));
 }
+
+/// `system_reset` rebuilds the machine (the guest starts over, its serial file kept) and a
+/// paused machine stays paused across the reset, as under QEMU.
+#[test]
+fn hmp_system_reset_restarts_the_guest_and_keeps_it_paused() {
+    let serial = temp("serial-c.log");
+    let guest = common::guest("powerbtn.bin");
+    let mut s = Session::start(&[
+        "-accel",
+        "tcg",
+        "-kernel",
+        guest.to_str().unwrap(),
+        "-serial",
+        &format!("file:{}", serial.display()),
+        "-monitor",
+        "stdio",
+    ]);
+    s.read_until(PROMPT);
+    wait_for_file(&serial, "waiting for the power button");
+    assert_eq!(s.cmd("stop"), "");
+    assert_eq!(s.cmd("system_reset"), "");
+    // The rebuilt machine comes up paused.
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let st = s.cmd("info status");
+        if st == "VM status: paused\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "after the reset: {st}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let once = std::fs::read_to_string(&serial).unwrap_or_default();
+    assert_eq!(once.matches("waiting").count(), 1, "{once}");
+    assert_eq!(s.cmd("cont"), "");
+    let deadline = Instant::now() + LIMIT;
+    while std::fs::read_to_string(&serial)
+        .unwrap_or_default()
+        .matches("waiting")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "the guest did not start over");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.cmd("system_powerdown"), "");
+    assert_eq!(s.wait(), Some(0));
+    let _ = std::fs::remove_file(&serial);
+}
