@@ -163,7 +163,7 @@ impl HmpSession {
                 if was_running {
                     c.control.pause_all(std::time::Duration::from_secs(2));
                 }
-                let text = info::pci(&c.pci);
+                let text = super::pci_info::pci(&c.pci);
                 if was_running && self.handle.status() == RunStatus::Running {
                     c.control.resume_all();
                 }

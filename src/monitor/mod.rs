@@ -2,7 +2,7 @@
 //!
 //! - [`gdb`]: the GDB remote stub (`-s`, `-gdb`).
 //! - [`hmp`]: the human monitor, `-monitor stdio` or `Ctrl-A c` on the serial console; its
-//!   commands live in [`commands`] (with `info` texts in `info` and `x`/`xp` in `memdump`).
+//!   commands live in [`commands`] (with `info` texts in `info` and `pci_info`, `x`/`xp` in `memdump`).
 //! - [`qmp`]: QMP, the JSON protocol tools speak (`-qmp unix:PATH,server=on,wait=off`).
 //!
 //! All of them act on the machine through [`crate::machine::handle::MachineHandle`].
@@ -12,6 +12,7 @@ pub mod gdb;
 pub mod hmp;
 mod info;
 mod memdump;
+mod pci_info;
 pub mod qmp;
 
 pub use info::linear_pc;
