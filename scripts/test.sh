@@ -3,7 +3,8 @@
 #   1. installs what the tests need from Debian after an apt-get update: binutils for the test
 #      guests, qemu-utils as the disk-image peer, gdb for the gdbstub tests, memtest86+
 #      (/boot/memtest86+x64.bin, booted by tests/memtest.rs), libxml2-utils (xmllint) for kemu
-#      bench's SVG (the Linux guest script installs cpio/xz);
+#      bench's SVG (the Linux guest script installs cpio/xz); and qemu.qmp from PyPI (pip) for
+#      tests/qmp.rs;
 #   2. assembles the real Linux test guests from Debian's packages (cloud and generic kernels,
 #      cached in build/linux-guest and build/linux-guest-generic);
 #   3. checks formatting and lints, then runs every unit and integration test.
@@ -29,6 +30,10 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}" >&2
     as_root apt-get install -y -q "${need[@]}" >/dev/null
 fi
+
+# tests/qmp.rs drives kemu with the real QMP client library from PyPI.
+python3 -c "import qemu.qmp" 2>/dev/null || python3 -m pip install -q qemu.qmp ||
+    echo "test.sh: pip install qemu.qmp failed: tests/qmp.rs will print SKIPPED" >&2
 
 scripts/make-linux-guest.sh build/linux-guest
 scripts/make-linux-guest.sh build/linux-guest-generic generic

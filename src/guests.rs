@@ -50,12 +50,12 @@ pub fn expected_output(name: &str) -> Option<&'static str> {
 pub const SUCCESS_EXIT_VALUE: u32 = 0;
 
 /// The exit status the emulator process must end with when guest `name` succeeds: 0 for the
-/// demo (ACPI power-off), 85 for `exit_code` (debug-exit 0x2a), 1 for the others (debug-exit
+/// demo and `powerbtn` (ACPI power-off), 85 for `exit_code` (debug-exit 0x2a), 1 for the others (debug-exit
 /// 0). `None` for an unknown guest.
 pub fn expected_exit_status(name: &str) -> Option<i32> {
     by_name(name)?;
     Some(match name.strip_suffix(".elf").unwrap_or(name) {
-        "demo" => 0,
+        "demo" | "powerbtn" => 0,
         "exit_code" => 85,
         _ => ((SUCCESS_EXIT_VALUE << 1) | 1) as i32,
     })

@@ -100,9 +100,12 @@ struct Args {
     /// Device property default DRIVER.PROP=VALUE (accepted, ignored with a warning).
     #[arg(long)]
     global: Vec<String>,
-    /// Monitor: only `none` (kemu has no monitor on the command line yet).
+    /// Human monitor: stdio (a `(kemu)` prompt) or none; on -nographic Ctrl-A c toggles it.
     #[arg(long)]
     monitor: Option<String>,
+    /// QMP server: unix:PATH,server=on[,wait=off] or tcp:HOST:PORT,server[,nowait].
+    #[arg(long)]
+    qmp: Option<String>,
     /// No default devices (no COM1 backend unless -serial is given).
     #[arg(long)]
     nodefaults: bool,
@@ -358,10 +361,21 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
         }
         log::warn!("-global {g}: accepted and ignored (kemu has no such device property)");
     }
-    if let Some(m) = &a.monitor {
-        if m != "none" {
-            bail!("-monitor {m}: only -monitor none is supported");
+    match a.monitor.as_deref() {
+        None | Some("none") => {}
+        Some("stdio") => {
+            if cfg.serial == SerialConfig::Stdio {
+                bail!(
+                    "-monitor stdio: the serial console already uses stdio (use -serial none or \
+                     file:PATH with it, or Ctrl-A c to reach the monitor from the console)"
+                );
+            }
+            cfg.monitor = crate::machine::MonitorConfig::Stdio;
         }
+        Some(m) => bail!("-monitor {m}: supported: stdio, none"),
+    }
+    if let Some(q) = &a.qmp {
+        cfg.qmp = Some(crate::monitor::qmp::parse_spec(q)?);
     }
     if let Some(t) = &a.trace {
         cfg.trace = values::parse_trace(t)?;
@@ -373,11 +387,20 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
     if let Some(g) = &a.gdb {
         cfg.gdb = Some(crate::monitor::gdb::parse_address(g)?);
     }
-    cfg.gdb_wait = a.freeze;
-    if a.freeze && cfg.gdb.is_none() {
-        bail!(
-            "-S: the CPUs would wait forever: add -s or -gdb tcp::PORT to continue them from gdb"
-        );
+    if a.freeze && cfg.gdb.is_some() {
+        cfg.gdb_wait = true;
+    } else if a.freeze {
+        if cfg.monitor == crate::machine::MonitorConfig::None
+            && cfg.qmp.is_none()
+            && cfg.serial != SerialConfig::Stdio
+        {
+            bail!(
+                "-S: the CPUs would wait forever: add -s or -gdb tcp::PORT, -monitor stdio or \
+                 -qmp to continue them"
+            );
+        }
+        // As QEMU: the vCPUs wait for the monitor's `cont` (Ctrl-A c on the console).
+        cfg.start_paused = true;
     }
     cfg.stats_file = a.stats_file;
     cfg.icount = icount;
@@ -584,7 +607,9 @@ mod tests {
             &["-kernel", "x", "-smp", "0"],
             &["-kernel", "x", "-accel", "hvf"],
             &["-kernel", "x", "-machine", "q35"],
+            &["-kernel", "x", "-monitor", "vc"],
             &["-kernel", "x", "-monitor", "stdio"],
+            &["-kernel", "x", "-qmp", "unix:/x"],
             &["-kernel", "x", "-global", "nonsense"],
             &["-kernel", "x", "-device", "isa-debugcon,chardev=nope"],
             &["-kernel", "x", "-display", "gtk"],
@@ -604,7 +629,35 @@ mod tests {
         assert!(!c.gdb_wait);
         let c = cfg(&["-kernel", "k", "-gdb", "tcp::9"]).unwrap();
         assert_eq!(c.gdb.as_deref(), Some("127.0.0.1:9"));
-        assert!(cfg(&["-kernel", "k", "-S"]).is_err());
+        assert!(cfg(&["-kernel", "k", "-S", "-serial", "none"]).is_err());
         assert!(cfg(&["-kernel", "k", "-gdb", "udp"]).is_err());
+    }
+
+    #[test]
+    fn monitor_and_qmp_options() {
+        // -S without gdb: paused until the monitor's `cont` (Ctrl-A c on the console).
+        let c = cfg(&["-kernel", "k", "-S"]).unwrap();
+        assert!(c.start_paused && !c.gdb_wait);
+        let c = cfg(&[
+            "-kernel",
+            "k",
+            "-serial",
+            "none",
+            "-monitor",
+            "stdio",
+            "-qmp",
+            "unix:/tmp/k.sock,server=on,wait=off",
+        ])
+        .unwrap();
+        assert_eq!(c.monitor, crate::machine::MonitorConfig::Stdio);
+        assert_eq!(
+            c.qmp,
+            Some(crate::machine::QmpConfig {
+                address: crate::machine::QmpAddress::Unix("/tmp/k.sock".into()),
+                wait: false
+            })
+        );
+        let c = cfg(&["-kernel", "k", "-qmp", "tcp::4444,server,nowait", "-S"]).unwrap();
+        assert!(c.start_paused);
     }
 }

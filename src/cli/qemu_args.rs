@@ -7,8 +7,8 @@ use std::ffi::OsString;
 /// Options that take a value, as QEMU spells them (without the dash).
 pub const VALUE_OPTIONS: &[&str] = &[
     "accel", "m", "smp", "kernel", "initrd", "append", "display", "serial", "device", "machine",
-    "M", "cpu", "d", "D", "gdb", "bios", "chardev", "global", "monitor", "drive", "hda", "icount",
-    "rtc",
+    "M", "cpu", "d", "D", "gdb", "bios", "chardev", "global", "monitor", "qmp", "drive", "hda",
+    "icount", "rtc",
 ];
 
 /// Options that are flags.

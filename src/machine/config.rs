@@ -146,6 +146,35 @@ pub struct DriveConfig {
     pub cache: CacheMode,
 }
 
+/// Where the human monitor (HMP) is (`-monitor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MonitorConfig {
+    /// No monitor of its own (`-monitor none`); with the serial console on stdio, `Ctrl-A c`
+    /// still switches to the monitor, as QEMU's `-nographic` does.
+    #[default]
+    None,
+    /// A `(kemu) ` prompt on stdin/stdout (`-monitor stdio`).
+    Stdio,
+}
+
+/// Where QMP listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QmpAddress {
+    /// A Unix socket at this path (created; an old socket file is replaced).
+    Unix(PathBuf),
+    /// A TCP `host:port`.
+    Tcp(String),
+}
+
+/// The QMP server (`-qmp unix:PATH,server=on,wait=off`, `-qmp tcp:HOST:PORT,server,nowait`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QmpConfig {
+    /// Where it listens.
+    pub address: QmpAddress,
+    /// The guest starts only once a client has connected (QEMU's default `wait=on`).
+    pub wait: bool,
+}
+
 /// A complete description of a machine to build and run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineConfig {
@@ -192,6 +221,12 @@ pub struct MachineConfig {
     pub icount: Option<u32>,
     /// `-rtc base=`: the CMOS clock's time at start.
     pub rtc_base: RtcBase,
+    /// The human monitor.
+    pub monitor: MonitorConfig,
+    /// The QMP server, if any.
+    pub qmp: Option<QmpConfig>,
+    /// `-S` without gdb: the vCPUs wait for the monitor's `cont`.
+    pub start_paused: bool,
 }
 
 impl MachineConfig {
@@ -219,6 +254,9 @@ impl MachineConfig {
             drives: Vec::new(),
             icount: None,
             rtc_base: RtcBase::Utc,
+            monitor: MonitorConfig::None,
+            qmp: None,
+            start_paused: false,
         }
     }
 }

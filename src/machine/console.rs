@@ -7,7 +7,8 @@
 //!   `std::process::exit`/`exit(3)` (an `atexit` handler installed once). A kill by a signal that
 //!   is not caught (SIGKILL, SIGTERM) leaves the terminal raw: `stty sane` repairs it.
 //! - [`spawn_stdin_reader`]: a thread that reads stdin and hands the guest its bytes; the escape
-//!   `Ctrl-A x` quits (as QEMU), `Ctrl-A Ctrl-A` sends one Ctrl-A, `Ctrl-A h` prints help. Escapes
+//!   `Ctrl-A x` quits (as QEMU), `Ctrl-A Ctrl-A` sends one Ctrl-A, `Ctrl-A h` prints help, and
+//!   any other `Ctrl-A` escape (`Ctrl-A c`: switch to the monitor) goes to its caller. Escapes
 //!   are recognised whether or not stdin is a terminal, like QEMU's mux. End of input just stops
 //!   the reader (a guest fed from a pipe keeps running).
 //! - [`ConsoleOutput`]: where the guest's serial output goes (`-serial stdio|file:PATH|none`),
@@ -49,8 +50,8 @@ pub enum ConsoleError {
 pub const ESCAPE: u8 = 0x01;
 
 /// The help `Ctrl-A h` prints (raw mode keeps output processing, so `\n` is enough).
-pub const ESCAPE_HELP: &str =
-    "\nC-a h    print this help\nC-a x    exit emulator\nC-a C-a  send C-a to the guest\n";
+pub const ESCAPE_HELP: &str = "\nC-a h    print this help\nC-a x    exit emulator\n\
+     C-a c    switch between console and monitor\nC-a C-a  send C-a to the guest\n";
 
 /// The settings to put back, shared with the panic hook and the `atexit` handler.
 static SAVED: Mutex<Option<libc::termios>> = Mutex::new(None);
@@ -208,22 +209,29 @@ impl EscapeParser {
 }
 
 /// Read stdin on a thread named `stdin-reader`: guest bytes go to `on_input`, `Ctrl-A x` calls
-/// `on_quit` and ends the thread, `Ctrl-A h` prints [`ESCAPE_HELP`] on stderr. End of input or a
-/// read error ends the thread without quitting.
+/// `on_quit` and ends the thread, `Ctrl-A h` prints [`ESCAPE_HELP`] on stderr, other escapes
+/// (`Ctrl-A c`) go to `on_escape`. End of input or a read error ends the thread without
+/// quitting.
 pub fn spawn_stdin_reader(
     on_input: impl FnMut(&[u8]) + Send + 'static,
     on_quit: impl FnOnce() + Send + 'static,
+    on_escape: impl FnMut(u8) + Send + 'static,
 ) -> Result<JoinHandle<()>, ConsoleError> {
     std::thread::Builder::new()
         .name("stdin-reader".into())
         .spawn(move || {
-            pump(io::stdin().lock(), on_input, on_quit);
+            pump(io::stdin().lock(), on_input, on_quit, on_escape);
         })
         .map_err(ConsoleError::Thread)
 }
 
 /// The reader loop of [`spawn_stdin_reader`], over any input; returns whether it quit.
-pub fn pump(mut input: impl Read, mut on_input: impl FnMut(&[u8]), on_quit: impl FnOnce()) -> bool {
+pub fn pump(
+    mut input: impl Read,
+    mut on_input: impl FnMut(&[u8]),
+    on_quit: impl FnOnce(),
+    mut on_escape: impl FnMut(u8),
+) -> bool {
     let mut parser = EscapeParser::new();
     let mut buf = [0u8; 256];
     loop {
@@ -246,7 +254,7 @@ pub fn pump(mut input: impl Read, mut on_input: impl FnMut(&[u8]), on_quit: impl
                 ConsoleEvent::Help => {
                     let _ = io::stderr().write_all(ESCAPE_HELP.as_bytes());
                 }
-                ConsoleEvent::Escape(b) => log::debug!("console: unknown escape C-a {b:#04x}"),
+                ConsoleEvent::Escape(b) => on_escape(b),
             }
         }
     }
@@ -340,19 +348,23 @@ mod tests {
             &b"echo hi\r"[..],
             |d| got.extend_from_slice(d),
             || panic!("no quit"),
+            |_| {},
         );
         assert!(!quit);
         assert_eq!(got, b"echo hi\r");
 
         let mut got = Vec::new();
         let mut quits = 0;
+        let mut escapes = Vec::new();
         let quit = pump(
-            &b"ab\x01xnot read"[..],
+            &b"a\x01cb\x01xnot read"[..],
             |d| got.extend_from_slice(d),
             || quits += 1,
+            |e| escapes.push(e),
         );
         assert!(quit);
         assert_eq!((got.as_slice(), quits), (&b"ab"[..], 1));
+        assert_eq!(escapes, b"c");
     }
 
     #[test]

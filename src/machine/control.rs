@@ -4,12 +4,16 @@
 //! Devices reach it as `SystemEvents`; vCPU threads report crashes and CPU shutdowns to it. The
 //! first event that ends the run wins; every vCPU is then kicked out of `run()` and its thread
 //! sees [`Control::stopping`].
+//!
+//! It also holds the power cycle's [`VcpuGate`]: the monitor pauses every vCPU at a `run()`
+//! boundary ([`Control::pause_all`]) and runs jobs on a vCPU's thread ([`Control::run_on_vcpu`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::accel::{CrashReport, Kicker};
+use super::pause::VcpuGate;
+use crate::accel::{CrashReport, Kicker, Vcpu};
 use crate::devices::{SystemEvent, SystemEvents};
 
 /// How a run of the machine ended.
@@ -37,6 +41,8 @@ pub struct Control {
     kickers: Mutex<Vec<Arc<dyn Kicker>>>,
     wake: Condvar,
     wake_lock: Mutex<u64>,
+    /// Pause flag and per-vCPU job queues.
+    gate: VcpuGate,
 }
 
 impl Control {
@@ -47,10 +53,45 @@ impl Control {
 
     /// Register a vCPU's kicker, so [`Control::finish`] can stop it.
     pub fn add_kicker(&self, k: Arc<dyn Kicker>) {
-        self.kickers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(k);
+        let mut kickers = self.kickers.lock().unwrap_or_else(|e| e.into_inner());
+        kickers.push(k);
+        self.gate.add_vcpu(kickers.len() - 1);
+    }
+
+    /// Called by vCPU `id`'s thread before each `run()`: serve the monitor's jobs and park
+    /// while the machine is paused.
+    pub fn vcpu_boundary(&self, id: usize, vcpu: &mut dyn Vcpu) {
+        self.gate.boundary(id, vcpu, &|| self.stopping());
+    }
+
+    /// The pause gate (thread ids, pause state).
+    pub fn gate(&self) -> &VcpuGate {
+        &self.gate
+    }
+
+    /// Pause every vCPU at its next `run()` boundary and wait up to `timeout` until all are
+    /// parked; returns whether they all are (false if the run ended first).
+    pub fn pause_all(&self, timeout: Duration) -> bool {
+        self.gate.pause();
+        self.kick_all();
+        self.gate.wait_parked(timeout, &|| self.stopping())
+    }
+
+    /// Let every paused vCPU run again.
+    pub fn resume_all(&self) {
+        self.gate.resume();
+        self.kick_all();
+    }
+
+    /// Run `f` on vCPU `id`'s thread (kicking it out of `run()` or a halt) and wait up to
+    /// `timeout`; `None` if there is no such vCPU or it did not answer.
+    pub fn run_on_vcpu<R: Send + 'static>(
+        &self,
+        id: usize,
+        timeout: Duration,
+        f: impl FnOnce(&mut dyn Vcpu) -> R + Send + 'static,
+    ) -> Option<R> {
+        self.gate.run_on(id, timeout, || self.kick_vcpu(id), f)
     }
 
     /// End the run with `outcome` (the first call wins) and kick every vCPU.

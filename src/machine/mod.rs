@@ -16,9 +16,11 @@ mod control;
 mod drive;
 pub mod firmware;
 mod icount;
+pub mod handle;
 mod io;
 mod legacy_irq;
 pub mod memory;
+mod pause;
 mod pc;
 mod pci;
 mod rtc;
@@ -32,7 +34,8 @@ use std::thread;
 
 pub use config::{
     AccelKind, CharBackend, DebugExitConfig, DebugconConfig, DriveConfig, FirmwareChoice,
-    KernelSource, MachineConfig, RtcBase, SerialConfig, TraceFlags,
+    KernelSource, MachineConfig, MonitorConfig, QmpAddress, QmpConfig, RtcBase, SerialConfig,
+    TraceFlags,
 };
 pub use control::{Control, Outcome};
 pub use io::MachineIo;
@@ -72,6 +75,9 @@ pub enum MachineError {
     /// The gdb server could not start.
     #[error(transparent)]
     Gdb(#[from] GdbError),
+    /// The QMP server could not start.
+    #[error(transparent)]
+    Qmp(#[from] crate::monitor::qmp::QmpError),
     /// A disk image could not be opened.
     #[error("disk image '{path}': {source}")]
     Drive {
@@ -113,7 +119,20 @@ pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
         }
         None => None,
     };
-    let result = run_cycles(&config, debug.as_ref());
+    let handle = handle::MachineHandle::new(config.start_paused);
+    handle.set_debug_hub(debug.clone());
+    let mut qmp = match &config.qmp {
+        Some(q) => Some(crate::monitor::qmp::QmpServer::start(q, handle.clone())?),
+        None => None,
+    };
+    if config.monitor == MonitorConfig::Stdio {
+        crate::monitor::hmp::spawn_stdio(handle.clone()).map_err(MachineError::Thread)?;
+    }
+    if let Some(q) = &mut qmp {
+        q.wait_for_client();
+    }
+    let result = run_cycles(&config, debug.as_ref(), &handle);
+    handle.end();
     if let Some(hub) = &debug {
         hub.finish(*result.as_ref().unwrap_or(&1), GDB_LINGER);
     }
@@ -121,7 +140,11 @@ pub fn run(config: MachineConfig) -> Result<i32, MachineError> {
 }
 
 /// Power cycles until the run ends.
-fn run_cycles(config: &MachineConfig, debug: Option<&Arc<DebugHub>>) -> Result<i32, MachineError> {
+fn run_cycles(
+    config: &MachineConfig,
+    debug: Option<&Arc<DebugHub>>,
+    handle: &Arc<handle::MachineHandle>,
+) -> Result<i32, MachineError> {
     if config.icount.is_some() && config.accel != AccelKind::Tcg {
         // The instruction count is the software CPU's; KVM runs guest code natively.
         return Err(MachineError::Failed(
@@ -131,7 +154,7 @@ fn run_cycles(config: &MachineConfig, debug: Option<&Arc<DebugHub>>) -> Result<i
     let trace = trace::Trace::open(config)?;
     let (image, initrd) = read_inputs(config)?;
     let rom = firmware::rom_image(config)?;
-    let host_console = pc::HostConsole::open(config)?;
+    let host_console = pc::HostConsole::open(config, handle)?;
     let disks = drive::open_drives(&config.drives)?;
     let inputs = Inputs {
         image: &image,
@@ -147,7 +170,9 @@ fn run_cycles(config: &MachineConfig, debug: Option<&Arc<DebugHub>>) -> Result<i
         );
     }
     loop {
-        let outcome = run_once(config, &inputs, &host_console, &trace, debug)?;
+        let outcome = run_once(config, &inputs, &host_console, &trace, debug, handle)?;
+        let rebooting = matches!(outcome, Outcome::Reset) && !config.no_reboot;
+        handle.cycle_ended(&outcome, rebooting);
         match outcome {
             Outcome::Reset if !config.no_reboot => {
                 log::info!("guest reset: rebuilding the machine");
@@ -264,6 +289,7 @@ fn run_once(
     host_console: &pc::HostConsole,
     trace: &Arc<trace::Trace>,
     debug: Option<&Arc<DebugHub>>,
+    handle: &Arc<handle::MachineHandle>,
 ) -> Result<Outcome, MachineError> {
     let started = std::time::Instant::now();
     let (accel, tcg) = open_accel(config.accel)?;
@@ -278,6 +304,7 @@ fn run_once(
     let (bsp_state, fw_cfg) = prepare_boot(config, inputs, &ram)?;
 
     let control = Control::new();
+    handle.prepare_cycle(&control);
     let stats = Arc::new(if config.trace.exits {
         let trace = trace.clone();
         ExitStats::with_observer(config.cpus, Box::new(move |v, r| trace.exit(v, r)))
@@ -325,7 +352,7 @@ fn run_once(
     let chip = soft_irq
         .as_ref()
         .map_or_else(|| accel.irq_chip(), |(_, apics)| apics.irq_chip());
-    let (mut io, pci_host) = pc::build_devices(
+    let (mut io, pci_host, pm) = pc::build_devices(
         config,
         pio,
         chip.clone(),
@@ -389,6 +416,16 @@ fn run_once(
             move || quit.finish(Outcome::Quit),
         );
     }
+    handle.attach_cycle(handle::CycleView {
+        control: control.clone(),
+        stats: stats.clone(),
+        ram: ram.clone(),
+        io: io.clone(),
+        pci: pci_host.clone(),
+        pm,
+        cpus: config.cpus,
+        accel: accel.name(),
+    });
     let timer_poll = soft_irq.as_ref().map(|(legacy, apics)| {
         timers::TimerPoll::new(legacy.pit.clone(), chip.clone(), apics.clone())
     });

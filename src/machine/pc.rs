@@ -23,11 +23,14 @@
 //! 0xFEC00000) and the local APICs (0xFEE00000) are KVM's in-kernel devices under KVM and ours
 //! (`legacy_irq.rs`, `apic_bus.rs`) under the software CPU.
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::config::{CharBackend, MachineConfig, SerialConfig};
 use super::console::{self, ConsoleError, ConsoleOutput, RawTerminal};
 use super::control::{Control, Outcome};
+use super::handle::MachineHandle;
 use super::io::MachineIo;
 use super::trace::Trace;
 use super::{lock, MachineError};
@@ -51,6 +54,7 @@ use crate::devices::pci_testdev::{
 use crate::devices::port80::{Port80, PORT80_BASE, PORT80_LEN};
 use crate::devices::serial::{Serial, COM1_BASE, COM1_IRQ, COM1_LEN};
 use crate::devices::{Bus, BusError, IrqLine, SystemEvents};
+use crate::monitor::hmp::MuxMonitor;
 
 /// COM1 as the machine builds it.
 pub type Com1 = Serial<ConsoleOutput>;
@@ -73,8 +77,9 @@ pub struct HostConsole {
 }
 
 impl HostConsole {
-    /// Open the host side `config.serial` asks for; with `stdio`, start reading stdin.
-    pub fn open(config: &MachineConfig) -> Result<Self, MachineError> {
+    /// Open the host side `config.serial` asks for; with `stdio`, start reading stdin, where
+    /// `Ctrl-A c` switches between the guest and the monitor on `handle`.
+    pub fn open(config: &MachineConfig, handle: &Arc<MachineHandle>) -> Result<Self, MachineError> {
         let console_err = |e: ConsoleError| MachineError::Failed(format!("serial console: {e}"));
         let file =
             match &config.serial {
@@ -105,11 +110,32 @@ impl HostConsole {
             raw = RawTerminal::enter().map_err(console_err)?;
             let target = inbox.clone();
             let quit_target = control.clone();
+            // Ctrl-A c: the terminal belongs to the monitor until the next Ctrl-A c.
+            let monitor = Arc::new(Mutex::new(MuxMonitor::new(handle.clone())));
+            let in_monitor = Arc::new(AtomicBool::new(false));
+            let (mon, in_mon) = (monitor.clone(), in_monitor.clone());
             console::spawn_stdin_reader(
-                move |bytes| lock(&target).push(bytes),
+                move |bytes| {
+                    if in_mon.load(Ordering::Relaxed) {
+                        print_now(&lock(&mon).feed(bytes));
+                    } else {
+                        lock(&target).push(bytes);
+                    }
+                },
                 move || {
                     if let Some(c) = lock(&quit_target).as_ref() {
                         c.finish(Outcome::Quit);
+                    }
+                },
+                move |escape| {
+                    if escape == b'c' || escape == b'C' {
+                        if in_monitor.fetch_xor(true, Ordering::Relaxed) {
+                            print_now("\r\n");
+                        } else {
+                            print_now(&lock(&monitor).enter());
+                        }
+                    } else {
+                        log::debug!("console: unknown escape C-a {escape:#04x}");
                     }
                 },
             )
@@ -164,6 +190,13 @@ impl HostConsole {
     }
 }
 
+/// Write monitor text to the terminal at once (the guest's output shares stdout).
+fn print_now(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
 /// Host input on its way to COM1. Input that arrives before the machine has built COM1 (or
 /// while its FIFO is full) waits here, up to [`INBOX_CAP`] bytes; past that it is dropped, as
 /// a real UART overrun would drop it.
@@ -201,6 +234,9 @@ impl Inbox {
     }
 }
 
+/// What [`build_devices`] returns: the buses, the PCI host and the ACPI PM block.
+pub type BuiltDevices = (MachineIo, Arc<Mutex<PciHost>>, Arc<Mutex<AcpiPm>>);
+
 /// One interrupt line of the accelerator's irqchip.
 struct Gsi {
     chip: Arc<dyn IrqChip>,
@@ -226,8 +262,8 @@ pub fn bus_err(e: BusError) -> MachineError {
 
 /// Build the PC's devices on `pio` (which may already hold the interrupt controllers) with
 /// their interrupt lines on `chip`, their time from the machine's `clock`; `fw_cfg` is the
-/// filled fw_cfg device. Returns the buses and the PCI host, which `machine::pci` plugs the
-/// PCI functions into.
+/// filled fw_cfg device. Returns the buses, the PCI host, which `machine::pci` plugs the
+/// PCI functions into, and the ACPI PM block (its power button is the monitor's).
 // Each argument is one thing the machine wires in (buses, IRQ chip, clock, control, console,
 // trace, fw_cfg); bundling them would only move the list. TODO: a `Platform` struct when the
 // next one arrives.
@@ -241,7 +277,7 @@ pub fn build_devices(
     console: &HostConsole,
     trace: &Arc<Trace>,
     fw_cfg: FwCfg,
-) -> Result<(MachineIo, Arc<Mutex<PciHost>>), MachineError> {
+) -> Result<BuiltDevices, MachineError> {
     let mut mmio = Bus::new();
     let events: Arc<dyn SystemEvents> = control.clone();
 
@@ -288,7 +324,8 @@ pub fn build_devices(
     let pm = AcpiPm::new(line(&chip, SCI_IRQ), events.clone()).with_clock(Box::new(move || {
         std::time::Duration::from_nanos(pm_clock.now_ns())
     }));
-    pio.insert(Arc::new(Mutex::new(pm)), u64::from(PM_BASE), PM_LEN)
+    let pm = Arc::new(Mutex::new(pm));
+    pio.insert(pm.clone(), u64::from(PM_BASE), PM_LEN)
         .map_err(bus_err)?;
 
     let mut pci = PciHost::new(events.clone());
@@ -341,7 +378,7 @@ pub fn build_devices(
         mmio,
         lapics: None,
     };
-    Ok((io, pci))
+    Ok((io, pci, pm))
 }
 
 /// QEMU's pci-testdev in the first free slot, its BARs at the addresses it reports.

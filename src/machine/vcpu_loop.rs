@@ -1,7 +1,8 @@
 //! The run loop of one vCPU thread, the same for both accelerators (see DESIGN.md): I/O is
 //! served inside `run()`, so only halts, kicks, debug events, shutdowns and failures come back
 //! here. With a debugger ([`DebugHub`]) every `run()` is preceded by the hub's gate, where the
-//! vCPU parks while gdb holds the machine.
+//! vCPU parks while gdb holds the machine, and by the control block's boundary, where it serves
+//! the monitor's jobs and parks while the monitor has paused the machine.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,12 @@ pub(super) const HALT_POLL: Duration = Duration::from_millis(10);
 /// Run `vcpu` until the machine stops; `debug` is the gdbstub's hub when one is configured.
 pub fn run_vcpu(mut vcpu: Box<dyn Vcpu>, control: Arc<Control>, debug: Option<Arc<DebugHub>>) {
     let id = vcpu.id();
+    control.gate().set_thread_id(id);
     while !control.stopping() {
+        control.vcpu_boundary(id, &mut *vcpu);
+        if control.stopping() {
+            break;
+        }
         if let Some(hub) = &debug {
             hub.gate(id, &mut *vcpu, &|| control.stopping());
             if control.stopping() {

@@ -50,6 +50,12 @@ pub fn kemu_in(dir: &Path, args: &[&str], limit: Duration) -> Run {
     kemu_run(Some(dir), args, None, limit)
 }
 
+/// Run kemu with `args` in directory `dir` with `input` on its stdin, killing it after
+/// `limit`.
+pub fn kemu_in_with_input(dir: &Path, args: &[&str], input: &[u8], limit: Duration) -> Run {
+    kemu_run(Some(dir), args, Some(input), limit)
+}
+
 fn kemu_run(dir: Option<&Path>, args: &[&str], input: Option<&[u8]>, limit: Duration) -> Run {
     let start = Instant::now();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kemu"));
