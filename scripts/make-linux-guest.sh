@@ -110,6 +110,7 @@ write_disk_scripts() {
 #!/bin/busybox sh
 # kemu-virtio-disks: load the virtio block modules (/lib/modules/kemu/order), wait up to 20 s
 # for each disk of `kemu.disks=vda,vdb` (default vda) and print the names that came, one a line.
+echo "kemu: loading the virtio block modules" >&2
 for m in $(cat /lib/modules/kemu/order); do
     insmod "/lib/modules/kemu/$m.ko" || echo "kemu: insmod $m failed" >&2
 done
@@ -130,7 +131,11 @@ EOF
 # 64+256): LEN KiB of `yes kemu-DISK` ("kemu-vda\n" repeated, cut at LEN KiB) at OFF KiB,
 # fsync'd, then `sync`, dropped caches and the sha256 again. Prints
 #   KEMU-DISK vda size BYTES / before SHA / wrote LEN KiB at OFF KiB / after SHA
-# and KEMU-DISK-DONE at the end (KEMU-DISK vda error ... on failures).
+# and KEMU-DISK-DONE at the end (KEMU-DISK vda error ... on failures), through the kernel log
+# (/dev/kmsg, unthrottled): printk reaches the serial console synchronously, where tty output
+# can still sit in the 8250's buffer when poweroff -f comes.
+echo on >/proc/sys/kernel/printk_devkmsg
+say() { echo "$*" >/dev/kmsg; }
 pattern=64+256
 for w in $(cat /proc/cmdline); do
     case "$w" in kemu.pattern=*) pattern=${w#*=} ;; esac
@@ -139,57 +144,64 @@ off=${pattern%+*}
 len=${pattern#*+}
 sum() { dd if="/dev/$1" bs=64k iflag=direct status=none | sha256sum | cut -d' ' -f1; }
 for d in $(kemu-virtio-disks); do
-    echo "KEMU-DISK $d size $(($(cat "/sys/block/$d/size") * 512))"
-    echo "KEMU-DISK $d before $(sum "$d")"
+    say "KEMU-DISK $d size $(($(cat "/sys/block/$d/size") * 512))"
+    say "KEMU-DISK $d before $(sum "$d")"
     if yes "kemu-$d" | head -c $((len * 1024)) |
         dd of="/dev/$d" bs=1024 seek="$off" iflag=fullblock conv=notrunc,fsync status=none; then
-        echo "KEMU-DISK $d wrote $len KiB at $off KiB"
+        say "KEMU-DISK $d wrote $len KiB at $off KiB"
     else
-        echo "KEMU-DISK $d error writing $len KiB at $off KiB"
+        say "KEMU-DISK $d error writing $len KiB at $off KiB"
     fi
     sync
     echo 3 >/proc/sys/vm/drop_caches
-    echo "KEMU-DISK $d after $(sum "$d")"
+    say "KEMU-DISK $d after $(sum "$d")"
 done
-echo KEMU-DISK-DONE
+say KEMU-DISK-DONE
 EOF
     cat >"$1/kemu-diskbench" <<'EOF'
 #!/bin/busybox sh
 # kemu-diskbench: for each disk of `kemu.disks=` (kemu-virtio-disks), sequential O_DIRECT dd
-# runs of `kemu.bench_mib=` MiB (default 16) from the disk's start: 1 MiB writes (from
-# /dev/zero), 1 MiB reads, 4 KiB writes, 4 KiB reads, in that order (so the reads and the 4 KiB
-# writes meet allocated qcow2 clusters). Times come from /proc/uptime (10 ms steps). Prints
+# runs from the disk's start: 1 MiB writes (from /dev/zero) and reads of `kemu.bench_big_mib=`
+# MiB (default 64), then 4 KiB writes and reads of `kemu.bench_mib=` MiB (default 16), in that
+# order (so the reads and the 4 KiB writes meet allocated qcow2 clusters). Times come from /proc/uptime (10 ms steps). Prints
 #   KEMU-BENCH DISK write|read BLOCK_BYTES TOTAL_BYTES CENTISECONDS
-# and KEMU-BENCH-DONE at the end.
-mib=16
+# and KEMU-BENCH-DONE at the end, through the kernel log like kemu-disktest.
+echo on >/proc/sys/kernel/printk_devkmsg
+say() { echo "$*" >/dev/kmsg; }
+small=16
+big=64
 for w in $(cat /proc/cmdline); do
-    case "$w" in kemu.bench_mib=*) mib=${w#*=} ;; esac
+    case "$w" in
+    kemu.bench_mib=*) small=${w#*=} ;;
+    kemu.bench_big_mib=*) big=${w#*=} ;;
+    esac
 done
 now() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
-run() { # run DISK write|read BLOCK_BYTES
+run() { # run DISK write|read BLOCK_BYTES MIB
+    mib=$4
     count=$((mib * 1048576 / $3))
     t0=$(now)
     if [ "$2" = write ]; then
         dd if=/dev/zero of="/dev/$1" bs="$3" count="$count" oflag=direct conv=notrunc status=none
     else
         dd if="/dev/$1" of=/dev/null bs="$3" count="$count" iflag=direct status=none
-    fi || echo "KEMU-BENCH $1 error $2 $3"
+    fi || say "KEMU-BENCH $1 error $2 $3"
     t1=$(now)
-    echo "KEMU-BENCH $1 $2 $3 $((mib * 1048576)) $((t1 - t0))"
+    say "KEMU-BENCH $1 $2 $3 $((mib * 1048576)) $((t1 - t0))"
 }
 for d in $(kemu-virtio-disks); do
-    for bs in 1048576 4096; do
-        run "$d" write "$bs"
-        run "$d" read "$bs"
-    done
+    run "$d" write 1048576 "$big"
+    run "$d" read 1048576 "$big"
+    run "$d" write 4096 "$small"
+    run "$d" read 4096 "$small"
 done
-echo KEMU-BENCH-DONE
+say KEMU-BENCH-DONE
 EOF
     chmod 755 "$1/kemu-virtio-disks" "$1/kemu-disktest" "$1/kemu-diskbench"
 }
 
 # Bump when the initramfs's contents change: a cached initramfs with another stamp is rebuilt.
-INITRAMFS_VERSION=2
+INITRAMFS_VERSION=4
 if [ -s "$OUT/initramfs.cpio.gz" ] &&
     [ "$(cat "$OUT/initramfs.version" 2>/dev/null)" != "$INITRAMFS_VERSION" ]; then
     log "initramfs made by an older version of this script: rebuilding it"
