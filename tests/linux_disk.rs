@@ -130,6 +130,14 @@ fn cloud_kernel_reads_and_writes_raw_and_qcow2_virtio_disks() {
         eprintln!("linux_disk: SKIPPED (no qemu-img/qemu-io: install qemu-utils)");
         return;
     }
+    // The disk test came with version 4 of the script's initramfs; older caches lack it.
+    let version = std::fs::read_to_string(guest.join("initramfs.version")).unwrap_or_default();
+    assert!(
+        version.trim().parse::<u32>().is_ok_and(|v| v >= 4),
+        "{}: an initramfs without kemu.disktest (version {:?}); run scripts/make-linux-guest.sh",
+        guest.display(),
+        version.trim()
+    );
     let dir = scratch();
 
     // vda: raw, every byte known.
