@@ -49,6 +49,20 @@ fn demo_boots_from_the_reset_vector() {
     assert_eq!(kernel, expected("demo"));
 }
 
+/// `kemu` with no arguments at all: the same path, on our CPU (QEMU's default accelerator
+/// is TCG too), exit status 0.
+#[test]
+fn no_arguments_boot_the_demo_from_the_reset_vector() {
+    let r = kemu(&[], Duration::from_secs(60));
+    assert_eq!(r.status, Some(0), "{}", r.stderr);
+    let (line, kernel) = split_firmware(&r.stdout, 1);
+    assert!(line.starts_with("multiboot kernel at 0x00100"), "{line}");
+    assert_eq!(
+        kernel,
+        expected("demo").replace("lists 2 enabled", "lists 1 enabled")
+    );
+}
+
 /// `-bios kemu` puts the firmware in front of a `-kernel` (flat and ELF32 multiboot), under
 /// tcg and, where /dev/kvm exists, under KVM (the ROM is a memory slot there).
 #[test]

@@ -16,7 +16,6 @@ use clap::Parser;
 pub use qemu_args::{normalize, ArgError};
 pub use values::{parse_chardev, parse_mem, parse_size, parse_smp, DeviceSpec, ValueError};
 
-use crate::accel::kvm::KvmAccel;
 use crate::machine::{
     AccelKind, CharBackend, DebugconConfig, DriveConfig, FirmwareChoice, KernelSource,
     MachineConfig, SerialConfig,
@@ -205,8 +204,8 @@ fn run(args: &[OsString]) -> anyhow::Result<i32> {
         println!("kemu {}", env!("CARGO_PKG_VERSION"));
         return Ok(0);
     }
-    let demo = args.is_empty() || parsed.demo;
-    let config = build_config(parsed, demo)?;
+    // `-demo` (or nothing at all) is the default when no -kernel is given.
+    let config = build_config(parsed)?;
     Ok(crate::machine::run(config)?)
 }
 
@@ -234,7 +233,7 @@ fn help_text() -> String {
     text
 }
 
-fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
+fn build_config(a: Args) -> anyhow::Result<MachineConfig> {
     let mut accel = None;
     if a.enable_kvm {
         accel = Some(AccelKind::Kvm);
@@ -263,7 +262,6 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
         Some(path) => FirmwareChoice::File(PathBuf::from(path)),
     };
     // No kernel: the demo guest, unless a ROM of the user's boots by itself.
-    let demo = demo || (a.kernel.is_none() && !matches!(firmware, FirmwareChoice::File(_)));
     let kernel = match &a.kernel {
         Some(p) => KernelSource::File(p.clone()),
         None if matches!(firmware, FirmwareChoice::File(_)) => KernelSource::None,
@@ -276,13 +274,9 @@ fn build_config(a: Args, demo: bool) -> anyhow::Result<MachineConfig> {
     if icount.is_some() && accel == Some(AccelKind::Kvm) {
         bail!("-icount needs -accel tcg (KVM cannot count guest instructions)");
     }
-    // With no arguments at all, the demo runs on KVM where it can, else on our CPU (always
-    // under -icount).
-    let accel = accel.unwrap_or(if demo && icount.is_none() && KvmAccel::available() {
-        AccelKind::Kvm
-    } else {
-        AccelKind::Tcg
-    });
+    // Without -accel, our CPU runs the guest, as QEMU's default is TCG: the demo then starts
+    // at the reset vector and shows every step through our firmware.
+    let accel = accel.unwrap_or(AccelKind::Tcg);
     let mut cfg = MachineConfig::new(accel, kernel);
     if let Some(m) = &a.mem {
         cfg.ram_size = parse_mem(m)?;
@@ -460,8 +454,7 @@ mod tests {
         let os: Vec<OsString> = args.iter().map(OsString::from).collect();
         let n = normalize(&os)?;
         let a = Args::try_parse_from(std::iter::once("kemu".to_string()).chain(n))?;
-        let demo = args.is_empty() || a.demo;
-        build_config(a, demo)
+        build_config(a)
     }
 
     #[test]
