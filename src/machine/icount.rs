@@ -55,11 +55,18 @@ pub struct IcountLoop {
 
 /// Run every vCPU, in turn, on the calling thread until the machine stops.
 pub fn run_vcpus(mut vcpus: Vec<Box<dyn Vcpu>>, l: &IcountLoop) {
+    for vcpu in &vcpus {
+        l.control.gate().set_thread_id(vcpu.id());
+    }
     while !l.control.stopping() {
         // Read before the round, so a wake-up during it ends the idle wait below at once.
         let gen = l.control.wake_generation();
         let mut idle = true;
         for vcpu in vcpus.iter_mut() {
+            // The monitor's stop parks the thread here. With -smp > 1 the other vCPUs share
+            // this thread and cannot reach their own boundary meanwhile: `stop` then waits
+            // out its timeout (a known limit of the round-robin model).
+            l.control.vcpu_boundary(vcpu.id(), &mut **vcpu);
             if let Some(hub) = &l.debug {
                 hub.gate(vcpu.id(), &mut **vcpu, &|| l.control.stopping());
             }
