@@ -211,6 +211,27 @@ impl Qcow2 {
 mod tests {
     use super::*;
 
+    /// A refcount that would pass its width's maximum (or go below zero) is corruption: a
+    /// clear error naming the cluster, and nothing written.
+    #[test]
+    fn refcount_overflow_is_refused_without_a_write() {
+        let p = std::env::temp_dir().join(format!("kemu-rc-overflow-{}.qcow2", std::process::id()));
+        super::super::create::create(&p, 1 << 20, 16, None).unwrap();
+        let before = std::fs::read(&p).unwrap();
+        let mut d = super::super::Qcow2::open(&p, false).unwrap();
+        // The header cluster has refcount 1; 16-bit refcounts stop at 65535.
+        let e = d.update_refcount(0, 65535).unwrap_err().to_string();
+        assert!(
+            e.contains("refcount of cluster 0") && e.contains("from 1 to 65536"),
+            "{e}"
+        );
+        let e = d.update_refcount(0, -2).unwrap_err().to_string();
+        assert!(e.contains("from 1 to -1"), "{e}");
+        drop(d);
+        assert!(std::fs::read(&p).unwrap() == before, "the image changed");
+        let _ = std::fs::remove_file(&p);
+    }
+
     #[test]
     fn entries_of_every_width() {
         for order in 0..=6u32 {
