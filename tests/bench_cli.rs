@@ -125,7 +125,7 @@ fn bench_prints_a_table_and_writes_an_svg() {
     assert_eq!(runs, if kvm { 2 } else { 1 }, "{}", r.stderr);
 
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert!(lines[0].starts_with("kemu bench: demo guest, 1 run per accelerator"));
+    assert!(lines[0].starts_with("kemu bench: demo guest (-bios kemu), 1 run per accelerator"));
     let head: Vec<&str> = lines[1].split_whitespace().collect();
     let want: &[&str] = if kvm {
         &["metric", "kvm", "tcg", "kvm/tcg"]
