@@ -27,6 +27,7 @@ pub mod arith;
 pub mod compare;
 pub mod control;
 pub mod load_store;
+pub mod special;
 pub mod transcend;
 
 use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
@@ -476,11 +477,11 @@ pub fn handler(m: M) -> Option<Handler> {
         | M::Fdivrp
         | M::Fidivr => a::arith,
         M::Fchs | M::Fabs => a::fchs_fabs,
-        M::Fsqrt => a::fsqrt,
-        M::Frndint => a::frndint,
-        M::Fscale => a::fscale,
-        M::Fxtract => a::fxtract,
-        M::Fprem | M::Fprem1 => a::fprem,
+        M::Fsqrt => special::fsqrt,
+        M::Frndint => special::frndint,
+        M::Fscale => special::fscale,
+        M::Fxtract => special::fxtract,
+        M::Fprem | M::Fprem1 => special::fprem,
         M::Fcom | M::Fcomp | M::Fcompp | M::Fucom | M::Fucomp | M::Fucompp => c::fcom,
         M::Ficom | M::Ficomp => c::fcom,
         M::Fcomi | M::Fcomip | M::Fucomi | M::Fucomip => c::fcomi,
