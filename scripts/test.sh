@@ -32,8 +32,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # tests/qmp.rs drives kemu with the real QMP client library from PyPI.
-python3 -c "import qemu.qmp" 2>/dev/null || python3 -m pip install -q qemu.qmp ||
-    echo "test.sh: pip install qemu.qmp failed: tests/qmp.rs will print SKIPPED" >&2
+python3 -c "import qemu.qmp" 2>/dev/null || python3 -m pip install -q qemu.qmp || {
+    echo "test.sh: pip install qemu.qmp failed (tests/qmp.rs needs it)" >&2
+    exit 1
+}
+export KEMU_REQUIRE_QMP=1
 
 scripts/make-linux-guest.sh build/linux-guest
 scripts/make-linux-guest.sh build/linux-guest-generic generic

@@ -19,6 +19,12 @@ fn qemu_qmp_available(test: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
+        // CI (scripts/test.sh) installs the client and sets KEMU_REQUIRE_QMP: there a missing
+        // client is a failure, not a skip.
+        assert!(
+            std::env::var_os("KEMU_REQUIRE_QMP").is_none(),
+            "{test}: python3 -c 'import qemu.qmp' fails (pip install qemu.qmp)"
+        );
         eprintln!("{test}: SKIPPED (python3 -c 'import qemu.qmp' fails; pip install qemu.qmp)");
     }
     ok
