@@ -14,7 +14,7 @@
 use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
 
 use super::alu::{self, compute_cf};
-use super::{mem_seg, sext, size_mask};
+use super::{address_size, mem_seg, sext, size_mask};
 use super::{muldiv, shift};
 use crate::cpu::decode::{via_handler, DecodedInsn, Exec};
 use crate::cpu::fault::Res;
@@ -112,31 +112,19 @@ fn mem(i: &Instruction, bits: u32) -> Option<Mem> {
             seg,
         });
     }
-    let mut size = 0;
     let b = if base == Register::None {
         NONE
     } else {
-        size = base.size();
         gpr(base)?
     };
     let x = if index == Register::None {
         NONE
     } else {
-        size = index.size();
         gpr(index)?
     };
-    if size == 0 {
-        size = if bits == 64 {
-            8
-        } else if i.memory_displ_size() == 2 {
-            2
-        } else {
-            4
-        };
-    }
     Some(Mem {
         disp,
-        mask: size_mask(size),
+        mask: size_mask(address_size(i, || bits)),
         base: b,
         index: x,
         shift: i.memory_index_scale().trailing_zeros() as u8,
@@ -704,9 +692,7 @@ fn shift_rc<const K: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
 #[inline(always)]
 fn imul_go(cpu: &mut Cpu, o: &Ops, a: u64, b: u64) -> Res<()> {
     let size = o.size as usize;
-    let p = i128::from(sext(a, size) as i64) * i128::from(sext(b, size) as i64);
-    let lo = (p as u64) & o.mask;
-    let overflow = i128::from(sext(lo, size) as i64) != p;
+    let (_, lo, overflow) = muldiv::signed_product(a, b, size);
     cpu.set_gpr_sized(o.r0 as usize & 15, size, lo);
     muldiv::mul_flags(cpu, u32::from(o.size) * 8, lo, overflow);
     Ok(())

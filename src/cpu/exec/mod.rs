@@ -143,28 +143,34 @@ pub fn ea(cpu: &Cpu, i: &Instruction) -> u64 {
         return i.memory_displacement64() & 0xffff_ffff;
     }
     let mut a = i.memory_displacement64();
-    let mut size = 0;
     if base != Register::None {
         a = a.wrapping_add(cpu.reg(base));
-        size = base.size();
     }
     if index != Register::None {
         a = a.wrapping_add(cpu.reg(index) << i.memory_index_scale().trailing_zeros());
-        size = index.size();
     }
-    if size == 0 {
-        size = if cpu.state.bitness() == 64 {
-            8
-        } else if i.memory_displ_size() == 2 {
-            2
-        } else {
-            4
-        };
-    }
-    match size {
+    match address_size(i, || cpu.state.bitness()) {
         2 => a & 0xffff,
         4 => a & 0xffff_ffff,
         _ => a,
+    }
+}
+
+/// Address size in bytes of `i`'s memory operand (not RIP-relative): its index or base
+/// register's size, else (an absolute address) what the code size `bits` and the
+/// displacement imply; `bits` is asked only in that last case.
+#[inline]
+pub fn address_size(i: &Instruction, bits: impl FnOnce() -> u32) -> usize {
+    if i.memory_index() != Register::None {
+        i.memory_index().size()
+    } else if i.memory_base() != Register::None {
+        i.memory_base().size()
+    } else if bits() == 64 {
+        8
+    } else if i.memory_displ_size() == 2 {
+        2
+    } else {
+        4
     }
 }
 

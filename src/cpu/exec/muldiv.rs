@@ -49,6 +49,15 @@ pub fn mul(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
 }
 
 /// IMUL in its three forms.
+/// The signed product of the low `size` bytes of `a` and `b`: the full product, its low
+/// `size` bytes, and whether those lose information (IMUL's CF/OF).
+#[inline(always)]
+pub(crate) fn signed_product(a: u64, b: u64, size: usize) -> (i128, u64, bool) {
+    let p = i128::from(sext(a, size) as i64) * i128::from(sext(b, size) as i64);
+    let lo = (p as u64) & size_mask(size);
+    (p, lo, i128::from(sext(lo, size) as i64) != p)
+}
+
 pub fn imul(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
     let size = op_size(i, 0);
     let m = size_mask(size);
@@ -58,9 +67,7 @@ pub fn imul(cpu: &mut Cpu, i: &Instruction) -> Res<()> {
         2 => (read_op(cpu, i, 0)?, read_op(cpu, i, 1)?),
         _ => (read_op(cpu, i, 1)?, read_op(cpu, i, 2)?),
     };
-    let p = i128::from(sext(a, size) as i64) * i128::from(sext(b, size) as i64);
-    let lo = (p as u64) & m;
-    let overflow = i128::from(sext(lo, size) as i64) != p;
+    let (p, lo, overflow) = signed_product(a, b, size);
     if i.op_count() == 1 {
         let hi = ((p >> bits) as u64) & m;
         store_pair(cpu, size, lo, hi);
