@@ -8,6 +8,7 @@
 //!
 //! Every layer may import this module; it imports nothing from `cpu/`, `devices/` or `machine/`.
 
+mod code_watch;
 mod debug;
 pub mod kvm;
 mod report;
@@ -17,11 +18,12 @@ pub mod tcg;
 
 use std::sync::Arc;
 
+pub use code_watch::CodeWatch;
 pub use debug::{DebugConfig, FpuRegs, MAX_HW_BREAKPOINTS};
 pub use report::CrashReport;
 pub use state::{reg, DescriptorTable, Segment, VcpuState};
 pub use stats::{ExitObserver, ExitReason, ExitStats};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{GuestMemoryBackend as _, GuestMemoryMmap};
 
 /// Guest RAM as both accelerators see it: one `vm-memory` mapping shared by every vCPU thread.
 pub type GuestRam = GuestMemoryMmap<()>;
@@ -173,6 +175,28 @@ pub struct VcpuContext {
     pub stats: Arc<ExitStats>,
     /// Number of vCPUs in the machine (CPUID topology, APIC IDs).
     pub cpu_count: usize,
+    /// Which guest frames hold translated code (the software CPU's; KVM ignores it).
+    pub code: Arc<CodeWatch>,
+}
+
+impl VcpuContext {
+    /// A context for `cpu_count` vCPUs with a code watch of their own (tests, tools: no
+    /// device writes guest RAM behind their back).
+    pub fn new(
+        ram: Arc<GuestRam>,
+        io: Arc<dyn IoHandler>,
+        stats: Arc<ExitStats>,
+        cpu_count: usize,
+    ) -> Self {
+        let code = Arc::new(CodeWatch::new(ram.last_addr().0, cpu_count));
+        VcpuContext {
+            ram,
+            io,
+            stats,
+            cpu_count,
+            code,
+        }
+    }
 }
 
 /// A way to run vCPUs: KVM or the software CPU.

@@ -33,7 +33,7 @@ use vm_memory::GuestMemoryBackend;
 use self::decode::BlockCache;
 use self::mmu::tlb::Tlb;
 use self::state::CpuState;
-use crate::accel::{ExitStats, GuestRam, IoHandler, TimeSource};
+use crate::accel::{CodeWatch, ExitStats, GuestRam, IoHandler, TimeSource};
 
 pub use run::CpuExit;
 
@@ -67,8 +67,11 @@ pub struct Cpu {
     pub last_unimplemented: Option<iced_x86::Mnemonic>,
     /// Number of vCPUs in the machine (CPUID topology).
     pub cpu_count: usize,
-    /// Bumped by whoever writes guest RAM behind the CPU's back (see [`Cpu::code_epoch`]).
-    pub(crate) code_epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// Which frames hold translated code, shared with the other vCPUs and the devices that
+    /// write guest RAM (see [`Cpu::set_code_watch`]).
+    pub(crate) code: Arc<CodeWatch>,
+    /// The last [`CodeWatch::marks`] this vCPU acted on.
+    pub(crate) seen_marks: u64,
     /// Debugger breakpoints (linear addresses): `run` stops with [`CpuExit::Debug`] before
     /// executing an instruction at one of them. Empty = no per-instruction check.
     pub breakpoints: Vec<u64>,
@@ -101,7 +104,7 @@ impl Cpu {
             stats,
             id,
             tlb: Tlb::default(),
-            blocks: BlockCache::new(last),
+            blocks: BlockCache::new(),
             next_rip: 0,
             stop_block: false,
             shadow: false,
@@ -113,7 +116,8 @@ impl Cpu {
             unimplemented: 0,
             last_unimplemented: None,
             cpu_count: 1,
-            code_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            code: Arc::new(CodeWatch::new(last, 1)),
+            seen_marks: 0,
             breakpoints: Vec::new(),
             time: None,
             trace: trace::Tracer::default(),
@@ -170,17 +174,19 @@ impl Cpu {
         self.pending_nmi = false;
     }
 
-    /// The code epoch: a counter the machine (or another vCPU) increments after writing guest
-    /// RAM without going through this CPU (device DMA, loaders, other vCPUs' stores). Every
-    /// cached block is then re-checked against memory before it runs again, so stale code is
-    /// never executed. Share one epoch between all vCPUs with [`Cpu::set_code_epoch`].
-    pub fn code_epoch(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.code_epoch.clone()
+    /// The code watch: which frames hold translated code, and the epoch that moves when one
+    /// of them is written without going through this CPU (device DMA, other vCPUs' stores).
+    /// Every cached block is then re-checked against memory before it runs again, so stale
+    /// code is never executed.
+    pub fn code_watch(&self) -> Arc<CodeWatch> {
+        self.code.clone()
     }
 
-    /// Use `epoch` (shared with the machine and other vCPUs) as this CPU's code epoch.
-    pub fn set_code_epoch(&mut self, epoch: Arc<std::sync::atomic::AtomicU64>) {
-        self.code_epoch = epoch;
+    /// Share `watch` with the machine's devices and the other vCPUs (before the first `run`).
+    pub fn set_code_watch(&mut self, watch: Arc<CodeWatch>) {
+        self.code = watch;
+        self.seen_marks = self.code.marks();
+        self.blocks.clear();
     }
 
     /// Drive the TSC from `time` (nanoseconds: a 1 GHz TSC) instead of the instruction count,

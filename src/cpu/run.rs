@@ -84,9 +84,7 @@ impl Cpu {
             // No block pointer is held across this point: free what the last block retired.
             self.blocks.collect();
             let block = match self.current_block() {
-                // SAFETY: the block stays alive until the next `collect` above, which runs only
-                // after this iteration is done with it (see the decode module doc).
-                Ok(p) => unsafe { &*p },
+                Ok(b) => b,
                 Err(f) => match self.fault(f) {
                     Ok(()) => continue,
                     Err(exit) => return exit,
@@ -95,6 +93,9 @@ impl Cpu {
             if self.trace.mask.cpu {
                 self.trace_cpu();
             }
+            // SAFETY: the block stays alive until the next `collect` above, which runs only
+            // after this iteration is done with it (see the decode module doc).
+            let insns = unsafe { block.insns() };
             self.block_mode = super::exec::fast::BlockMode::of(&self.state);
             let room = usize::try_from(budget - *executed).unwrap_or(usize::MAX);
             // RFLAGS.TF: one instruction, then a #DB trap.
@@ -102,7 +103,7 @@ impl Cpu {
             let limit = if inhibit || single_step {
                 1
             } else {
-                block.insns.len().min(room)
+                insns.len().min(room)
             };
             let mut retired = 0u64;
             let mut result = Ok(());
@@ -110,7 +111,7 @@ impl Cpu {
             let watch = !self.breakpoints.is_empty();
             let mut at_breakpoint = false;
             let ip_mask = block.ip_mask;
-            for d in &block.insns[..limit] {
+            for d in &insns[..limit] {
                 if watch && self.breakpoints.contains(&self.linear_rip()) {
                     at_breakpoint = true;
                     break;

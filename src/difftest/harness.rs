@@ -252,12 +252,7 @@ impl Side {
         );
         build_tables(&ram)?;
         accel.map_ram(&ram).map_err(aerr)?;
-        let ctx = VcpuContext {
-            ram: ram.clone(),
-            io: Arc::new(NoIo),
-            stats: Arc::new(ExitStats::new(1)),
-            cpu_count: 1,
-        };
+        let ctx = VcpuContext::new(ram.clone(), Arc::new(NoIo), Arc::new(ExitStats::new(1)), 1);
         let engine = if name == "tcg" {
             Engine::Tcg(Box::new(TcgVcpu::new(0, ctx)))
         } else {

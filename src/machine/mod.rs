@@ -371,11 +371,15 @@ fn run_once(
     if let Some(rom) = inputs.rom {
         firmware::map_rom(&ram, &mut io.mmio, rom, rom_in_ram)?;
     }
+    // Which frames hold the software CPUs' translated code; disks announce their DMA here.
+    let last_ram = vm_memory::GuestMemoryBackend::last_addr(&*ram).0;
+    let code_watch = Arc::new(crate::accel::CodeWatch::new(last_ram, config.cpus));
     pci::add_disks(
         &mut io,
         &pci_host,
         &chip,
         &ram,
+        &code_watch,
         inputs.disks,
         &config.drives,
     )?;
@@ -396,6 +400,7 @@ fn run_once(
         io: io.clone(),
         stats: stats.clone(),
         cpu_count: config.cpus,
+        code: code_watch,
     };
     let mut vcpus = Vec::with_capacity(config.cpus);
     for id in 0..config.cpus {

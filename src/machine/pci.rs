@@ -26,7 +26,7 @@ use super::io::MachineIo;
 use super::memory::{IOAPIC_ADDR, MMIO_HOLE_START};
 use super::pc::{bus_err, line};
 use super::{lock, MachineError};
-use crate::accel::{GuestRam, IrqChip};
+use crate::accel::{CodeWatch, GuestRam, IrqChip};
 use crate::devices::pci_bar::{BarAllocator, PciMmioWindow};
 use crate::devices::pci_host::{PciHost, SharedPciDevice};
 use crate::devices::virtio::blk::VirtioBlk;
@@ -51,6 +51,7 @@ pub fn add_disks(
     pci: &Arc<Mutex<PciHost>>,
     chip: &Arc<dyn IrqChip>,
     ram: &Arc<GuestRam>,
+    code: &Arc<CodeWatch>,
     disks: &[SharedDisk],
     configs: &[DriveConfig],
 ) -> Result<(), MachineError> {
@@ -61,7 +62,8 @@ pub fn add_disks(
         let slot = host.free_slot().map_err(pci_err)?;
         let gsi = intx_gsi(slot, 0);
         let id = format!("kemu-disk{i}");
-        let blk = VirtioBlk::new(Box::new(disk.clone()), cfg.read_only, cfg.cache, &id);
+        let blk = VirtioBlk::new(Box::new(disk.clone()), cfg.read_only, cfg.cache, &id)
+            .announcing_dma_to(code.clone());
         let mut dev = VirtioPci::new(Box::new(blk), line(chip, gsi), gsi as u8, ram.clone())
             .map_err(pci_err)?;
         let bar = dev.place(&mut alloc).map_err(pci_err)?;

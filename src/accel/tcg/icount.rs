@@ -138,12 +138,7 @@ mod tests {
         tcg.map_ram(&ram).unwrap();
         tcg.set_interrupt_source(line.clone());
         tcg.set_icount(budget.clone());
-        let ctx = VcpuContext {
-            ram,
-            io: Arc::new(NoIo),
-            stats: stats.clone(),
-            cpu_count: 1,
-        };
+        let ctx = VcpuContext::new(ram, Arc::new(NoIo), stats.clone(), 1);
         let mut v = tcg.create_vcpu(0, ctx).unwrap();
         let mut s = VcpuState::reset();
         s.cs = Segment::real(0, 0xb);

@@ -209,6 +209,7 @@ impl TcgVcpu {
     pub fn new(id: usize, ctx: VcpuContext) -> Self {
         let mut cpu = Cpu::new(id, ctx.ram, ctx.io, ctx.stats.clone());
         cpu.cpu_count = ctx.cpu_count;
+        cpu.set_code_watch(ctx.code.clone());
         cpu.state.msr.apic_base = apic_base::RESET_AP | if id == 0 { apic_base::BSP } else { 0 };
         TcgVcpu {
             cpu,
@@ -553,12 +554,7 @@ mod tests {
         let stats = Arc::new(super::super::ExitStats::new(1));
         let tcg = Tcg::new();
         tcg.map_ram(&ram).unwrap();
-        let ctx = VcpuContext {
-            ram,
-            io: io.clone(),
-            stats: stats.clone(),
-            cpu_count: 1,
-        };
+        let ctx = VcpuContext::new(ram, io.clone(), stats.clone(), 1);
         let mut v = TcgVcpu::new(0, ctx);
         let mut s = VcpuState::reset();
         s.cs = Segment::real(0, 0xb);
@@ -643,12 +639,12 @@ mod tests {
         let tcg = Tcg::new();
         tcg.map_ram(&ram).unwrap();
         tcg.set_interrupt_source_for(1, signals.clone());
-        let ctx = VcpuContext {
+        let ctx = VcpuContext::new(
             ram,
-            io: io.clone(),
-            stats: Arc::new(super::super::ExitStats::new(2)),
-            cpu_count: 2,
-        };
+            io.clone(),
+            Arc::new(super::super::ExitStats::new(2)),
+            2,
+        );
         let mut ap = tcg.create_vcpu(1, ctx).unwrap();
         assert_eq!(ap.run().unwrap(), VcpuExit::Halt, "parked until STARTUP");
         assert!(io.0.lock().unwrap().is_empty());

@@ -6,7 +6,8 @@
 //! the semantics function chosen once by [`table::handler_for`], so the run loop calls through a
 //! pointer with no opcode dispatch. The cache key is (physical address, RIP, code size), so a
 //! block stays valid whatever the segment base or linear alias it is reached through.
-//! A per-page bitmap tells the write path which physical pages hold translated code.
+//! The machine-wide [`crate::accel::CodeWatch`] tells every write path which physical frames
+//! hold translated code; a block is checked against guest RAM again in each new code epoch.
 
 pub mod sse_table;
 pub mod table;
@@ -128,14 +129,57 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 /// Entries in the direct-mapped lookup cache in front of the hash map.
 const FAST_SIZE: usize = 4096;
 
-/// The block cache with its per-page index and code bitmap.
+/// A block as the run loop sees it: its instructions and the RIP mask of its code size.
+#[derive(Clone, Copy)]
+pub struct BlockRef {
+    insns: *const DecodedInsn,
+    len: usize,
+    /// RIP wraps to this (see [`Block::ip_mask`]).
+    pub ip_mask: u64,
+}
+
+// SAFETY: a `BlockRef` points into a block owned by the `BlockCache` it came from (or its
+// retired list), which lives in the same `Cpu` and moves between threads with it; the
+// instructions are immutable once decoded.
+unsafe impl Send for BlockRef {}
+
+impl BlockRef {
+    fn of(b: &Block) -> Self {
+        BlockRef {
+            insns: b.insns.as_ptr(),
+            len: b.insns.len(),
+            ip_mask: b.ip_mask,
+        }
+    }
+
+    /// The instructions.
+    ///
+    /// # Safety
+    /// Only until the next [`BlockCache::collect`] (see [`BlockCache::get`]).
+    #[inline]
+    pub unsafe fn insns<'a>(self) -> &'a [DecodedInsn] {
+        // SAFETY: `insns`/`len` describe the instruction buffer of a block the cache (or its
+        // retired list) keeps alive until the next `collect`, as the caller promises.
+        unsafe { std::slice::from_raw_parts(self.insns, self.len) }
+    }
+}
+
+/// One slot of the direct-mapped front cache: a block validated in code epoch `epoch`.
+/// It holds no reference count: every path that drops a block from the map clears its slot.
+#[derive(Clone, Copy)]
+struct FastSlot {
+    key: Key,
+    epoch: u64,
+    block: BlockRef,
+}
+
+/// The block cache with its per-page index.
 #[derive(Default)]
 pub struct BlockCache {
     map: FastMap<Key, Arc<Block>>,
     pages: FastMap<u64, Vec<Key>>,
-    bitmap: Vec<u64>,
-    /// Direct-mapped front cache: most block lookups end here without hashing.
-    fast: Vec<Option<(Key, Arc<Block>)>>,
+    /// Direct-mapped front cache: most block lookups end here, touching one cache line.
+    fast: Vec<Option<FastSlot>>,
     /// Blocks dropped from the cache, freed at the next block boundary.
     retired: Vec<Arc<Block>>,
 }
@@ -146,48 +190,54 @@ fn fast_index(k: &Key) -> usize {
 }
 
 impl BlockCache {
-    /// A cache for guest RAM up to `last_addr`.
-    pub fn new(last_addr: u64) -> Self {
-        let pages = (last_addr >> 12) as usize + 1;
+    /// An empty cache.
+    pub fn new() -> Self {
         BlockCache {
-            bitmap: vec![0; pages.div_ceil(64)],
             fast: vec![None; FAST_SIZE],
             ..BlockCache::default()
         }
     }
 
-    /// Does physical frame `phys` hold translated code?
+    /// The block at `key` if it was validated in code epoch `epoch`: the hot path, which
+    /// touches neither the hash map nor the block. Valid until the next [`BlockCache::collect`].
     #[inline]
-    pub fn is_code_page(&self, phys: u64) -> bool {
-        let page = (phys >> 12) as usize;
-        self.bitmap
-            .get(page / 64)
-            .is_some_and(|w| w & (1 << (page % 64)) != 0)
+    pub fn get_fast(&self, key: &Key, epoch: u64) -> Option<BlockRef> {
+        match self.fast.get(fast_index(key)) {
+            Some(Some(s)) if s.key == *key && s.epoch == epoch => Some(s.block),
+            _ => None,
+        }
     }
 
-    /// A cached block. The pointer stays valid until the next [`BlockCache::collect`], even
-    /// if the block is dropped from the cache meanwhile.
-    #[inline]
-    pub fn get(&mut self, key: &Key) -> Option<*const Block> {
-        let idx = fast_index(key);
-        if let Some(Some((k, b))) = self.fast.get(idx) {
-            if k == key {
-                return Some(Arc::as_ptr(b));
+    /// A cached block, whatever epoch it was last validated in. The pointer stays valid until
+    /// the next [`BlockCache::collect`], even if the block is dropped from the cache meanwhile.
+    pub fn get(&self, key: &Key) -> Option<*const Block> {
+        self.map.get(key).map(Arc::as_ptr)
+    }
+
+    /// Remember that the cached block at `key` is valid in code epoch `epoch`.
+    fn remember(&mut self, key: Key, block: &Block, epoch: u64) {
+        if let Some(slot) = self.fast.get_mut(fast_index(&key)) {
+            *slot = Some(FastSlot {
+                key,
+                epoch,
+                block: BlockRef::of(block),
+            });
+        }
+    }
+
+    fn forget(&mut self, key: &Key) {
+        if let Some(slot) = self.fast.get_mut(fast_index(key)) {
+            if slot.as_ref().is_some_and(|s| s.key == *key) {
+                *slot = None;
             }
         }
-        let b = self.map.get(key)?.clone();
-        let p = Arc::as_ptr(&b);
-        if let Some(slot) = self.fast.get_mut(idx) {
-            *slot = Some((*key, b));
-        }
-        Some(p)
     }
 
     /// Keep `block` (not cached) alive until the next [`BlockCache::collect`].
-    pub fn park(&mut self, block: Arc<Block>) -> *const Block {
-        let p = Arc::as_ptr(&block);
+    pub fn park(&mut self, block: Arc<Block>) -> BlockRef {
+        let r = BlockRef::of(&block);
         self.retired.push(block);
-        p
+        r
     }
 
     /// Free the blocks dropped since the last call. Only the run loop calls this, between
@@ -199,48 +249,37 @@ impl BlockCache {
         }
     }
 
-    /// Cache a block; returns false (not cached) if its page is outside the bitmap.
-    pub fn insert(&mut self, key: Key, block: Arc<Block>) -> bool {
-        let page = (key.phys >> 12) as usize;
-        let Some(word) = self.bitmap.get_mut(page / 64) else {
-            return false;
-        };
-        *word |= 1 << (page % 64);
+    /// Cache a block validated in code epoch `epoch`.
+    pub fn insert(&mut self, key: Key, block: Arc<Block>, epoch: u64) {
         if self.map.len() >= MAX_BLOCKS {
             self.clear();
-            return self.insert(key, block);
         }
-        self.map.insert(key, block);
-        self.pages.entry(key.phys & !0xfff).or_default().push(key);
-        true
+        self.remember(key, &block, epoch);
+        if let Some(old) = self.map.insert(key, block) {
+            self.retired.push(old);
+        } else {
+            self.pages.entry(key.phys & !0xfff).or_default().push(key);
+        }
     }
 
-    /// Drop every block on physical frame `phys`.
-    pub fn invalidate_page(&mut self, phys: u64) {
-        let page = phys & !0xfff;
-        if let Some(keys) = self.pages.remove(&page) {
-            for k in keys {
-                if let Some(b) = self.map.remove(&k) {
-                    self.retired.push(b);
-                }
-                if let Some(slot) = self.fast.get_mut(fast_index(&k)) {
-                    if slot.as_ref().is_some_and(|(fk, _)| *fk == k) {
-                        *slot = None;
-                    }
-                }
+    /// Drop every block on physical frame `phys`; returns whether there were any.
+    pub fn invalidate_page(&mut self, phys: u64) -> bool {
+        let Some(keys) = self.pages.remove(&(phys & !0xfff)) else {
+            return false;
+        };
+        for k in keys {
+            if let Some(b) = self.map.remove(&k) {
+                self.retired.push(b);
             }
+            self.forget(&k);
         }
-        let p = (page >> 12) as usize;
-        if let Some(w) = self.bitmap.get_mut(p / 64) {
-            *w &= !(1 << (p % 64));
-        }
+        true
     }
 
     /// Drop everything.
     pub fn clear(&mut self) {
         self.retired.extend(self.map.drain().map(|(_, b)| b));
         self.pages.clear();
-        self.bitmap.fill(0);
         self.fast.fill(None);
     }
 
@@ -258,8 +297,17 @@ impl BlockCache {
 impl Cpu {
     /// The block at the current CS:RIP, from the cache or freshly decoded. Fetch faults (#PF,
     /// #GP on CS limit) are returned like any instruction fault.
-    /// The pointer is valid until the next `self.blocks.collect()` (see the module doc).
-    pub(crate) fn current_block(&mut self) -> Res<*const Block> {
+    /// The block is valid until the next `self.blocks.collect()` (see the module doc).
+    #[inline]
+    pub(crate) fn current_block(&mut self) -> Res<BlockRef> {
+        let marks = self.code.marks();
+        if marks != self.seen_marks {
+            // Another vCPU decoded code on a frame we may hold writable: look again.
+            self.seen_marks = marks;
+            if self.cpu_count > 1 {
+                self.tlb.flush_writes();
+            }
+        }
         let bits = self.state.bitness();
         let rip = self.state.rip;
         let cs = &self.state.seg[super::state::sreg::CS];
@@ -277,11 +325,30 @@ impl Cpu {
             rip,
             bits: bits as u8,
         };
-        let epoch = self.code_epoch.load(Ordering::Relaxed);
+        let epoch = self.code.epoch();
+        if let Some(b) = self.blocks.get_fast(&key, epoch) {
+            return Ok(b);
+        }
+        self.lookup_or_decode(key, lin, frame, host, epoch)
+    }
+
+    /// [`Cpu::current_block`] past the front cache: the hash map (checking the block's bytes
+    /// again after a new code epoch), else a fresh decode.
+    fn lookup_or_decode(
+        &mut self,
+        key: Key,
+        lin: u64,
+        frame: u64,
+        host: Option<*const u8>,
+        epoch: u64,
+    ) -> Res<BlockRef> {
+        let bits = u32::from(key.bits);
+        let rip = key.rip;
         let off = (lin & 0xfff) as usize;
-        // A copy of up to `len` code bytes at `lin` (RAM only).
-        let copy = |len: usize| {
-            host.map(|page| {
+        // A copy of up to `len` code bytes at `lin` (RAM only). Frames are watched before
+        // their bytes are read, so a store that lands after the read is announced.
+        let copy = |cpu: &Cpu, len: usize| {
+            host.filter(|_| cpu.code.watch(frame)).map(|page| {
                 let len = len.min(0x1000 - off);
                 // SAFETY: `fetch_page` returned the host address of a RAM frame that lies
                 // wholly in one region of `self.ram` (checked in `host_page`), which this Cpu
@@ -293,18 +360,24 @@ impl Cpu {
             // SAFETY: `get` returned a block the cache keeps alive until the next `collect`,
             // which only the run loop calls, never during this function.
             let b = unsafe { &*p };
-            if b.epoch.load(Ordering::Relaxed) == epoch {
-                return Ok(p);
-            }
-            // Guest RAM may have been written behind our back (DMA): check the bytes.
-            if copy(b.bytes.len()).is_some_and(|c| c == b.bytes) {
+            // Validated in this epoch: its frame has stayed watched since (a store to it
+            // would have dropped the block or started a new epoch).
+            let mut valid = b.epoch.load(Ordering::Relaxed) == epoch;
+            if !valid && copy(self, b.bytes.len()).is_some_and(|c| c == b.bytes) {
+                // Watched again: our own stores to this frame must take the slow path again.
+                self.tlb.flush_phys_writes(frame);
                 b.epoch.store(epoch, Ordering::Relaxed);
-                return Ok(p);
+                valid = true;
             }
+            if valid {
+                self.blocks.remember(key, b, epoch);
+                return Ok(BlockRef::of(b));
+            }
+            // Guest RAM was written behind our back (DMA, another vCPU): decode afresh.
             self.blocks.invalidate_page(frame);
         }
         let fast = self.fast_forms;
-        let code = copy(MAX_BLOCK * 15);
+        let code = copy(self, MAX_BLOCK * 15);
         let block = code.and_then(|c| decode_block(&c, bits, rip, epoch, fast));
         let block = match block {
             Some(b) => Arc::new(b),
@@ -344,10 +417,10 @@ impl Cpu {
         if self.trace.mask.in_asm {
             self.trace_block(&block, lin, key.phys);
         }
-        if self.blocks.insert(key, block.clone()) {
-            self.tlb.flush_phys_writes(frame);
-        }
-        Ok(self.blocks.park(block))
+        self.tlb.flush_phys_writes(frame);
+        let r = BlockRef::of(&block);
+        self.blocks.insert(key, block, epoch);
+        Ok(r)
     }
 }
 

@@ -72,9 +72,11 @@ impl Cpu {
     fn tlb_fill(&mut self, lin: u64, acc: Access, user: bool) -> Res<TlbEntry> {
         let w = self.translate(lin, acc, user)?;
         let host = self.host_page(w.phys);
-        if acc == Access::Write && host.is_some() && self.blocks.is_code_page(w.phys) {
-            // The first write to a code page drops its blocks; the page can then be cached.
+        if acc == Access::Write && host.is_some() && self.code.is_watched(w.phys) {
+            // The first write to a code page drops its blocks (ours at once, the other vCPUs'
+            // at their next look); the page can then be cached writable.
             self.blocks.invalidate_page(w.phys);
+            self.code.wrote_page(w.phys);
             self.stop_block = true;
         }
         let entry = TlbEntry {
@@ -261,8 +263,9 @@ impl Cpu {
     /// Keep translated code coherent with a write to physical frame `phys` made outside the
     /// TLB (page-table A/D bits, DMA-like paths).
     pub(crate) fn note_phys_write(&mut self, phys: u64) {
-        if self.blocks.is_code_page(phys) {
+        if self.code.is_watched(phys) {
             self.blocks.invalidate_page(phys);
+            self.code.wrote_page(phys);
             self.stop_block = true;
         }
     }

@@ -89,6 +89,11 @@ impl Tlb {
         }
     }
 
+    /// Drop every write entry (another vCPU started watching some frame for code).
+    pub fn flush_writes(&mut self) {
+        self.sets[Access::Write as usize].fill(TlbEntry::default());
+    }
+
     /// Drop write entries mapping guest-physical page `phys` (it now holds translated code).
     pub fn flush_phys_writes(&mut self, phys: u64) {
         for e in self.sets[Access::Write as usize].iter_mut() {

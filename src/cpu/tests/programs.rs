@@ -226,7 +226,7 @@ fn tight_loop_mips() {
 }
 
 #[test]
-fn code_epoch_revalidates_blocks_after_dma_like_writes() {
+fn dma_announced_to_the_code_watch_drops_stale_blocks() {
     let mut g = Guest::new();
     let code = asm(64, |a| {
         a.mov(eax, 1u32)?;
@@ -235,31 +235,90 @@ fn code_epoch_revalidates_blocks_after_dma_like_writes() {
     g.set_long(&code);
     assert_eq!(g.run(), CpuExit::Halt);
     assert_eq!(g.gpr(0), 1);
-    // Rewrite the code the way a device would (not through the CPU), bump the epoch.
+    // Rewrite the code the way a device would (not through the CPU) and announce it.
     let code2 = asm(64, |a| {
         a.mov(eax, 2u32)?;
         a.hlt()
     });
     g.ram.write_slice(&code2, GuestAddress(CODE)).unwrap();
-    g.cpu
-        .code_epoch()
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let watch = g.cpu.code_watch();
+    watch.wrote(CODE, code2.len() as u64);
     let base = g.cpu.state.clone();
     let mut s = base.clone();
     s.rip = CODE;
     g.cpu.set_state(s);
     assert_eq!(g.run(), CpuExit::Halt);
     assert_eq!(g.gpr(0), 2, "the stale block was dropped");
-    // Unchanged code survives an epoch bump (revalidated, not re-decoded).
-    g.cpu
-        .code_epoch()
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Unchanged code survives a new epoch (checked again, not re-decoded).
+    let epoch = watch.epoch();
+    watch.wrote(CODE, 1);
+    assert_eq!(watch.epoch(), epoch + 1, "the frame was watched again");
     let n = g.cpu.cached_blocks();
     let mut s = base;
     s.rip = CODE;
     g.cpu.set_state(s);
     assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.gpr(0), 2);
     assert_eq!(g.cpu.cached_blocks(), n);
+}
+
+/// Cross-modifying code: CPU 1 stores into code CPU 0 has translated, and CPU 0 runs it
+/// again. CPU 1's TLB already maps the frame writable (it wrote data there before CPU 0
+/// decoded it, in the same run), so its store is seen only because CPU 0's new watch makes
+/// CPU 1 drop its writable entries at its next block boundary.
+#[test]
+fn stores_by_another_vcpu_reach_translated_code() {
+    const PATCHER: u64 = CODE + 0x2000;
+    const READY: u32 = 0x9000;
+    const GO: u32 = 0x9004;
+    let mut g = Guest::new();
+    let code = asm(32, |a| {
+        a.mov(eax, 1u32)?;
+        a.mov(dword_ptr(GO), 1u32)?;
+        a.hlt()
+    });
+    g.set_flat32(&code);
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut spin = a.create_label();
+    a.mov(dword_ptr(CODE as u32 + 0x800), 7u32).unwrap();
+    a.mov(dword_ptr(READY), 1u32).unwrap();
+    a.set_label(&mut spin).unwrap();
+    a.cmp(dword_ptr(GO), 1u32).unwrap();
+    a.jne(spin).unwrap();
+    // The immediate of CPU 0's `mov eax, imm32` (opcode byte at CODE).
+    a.mov(dword_ptr(CODE as u32 + 1), 2u32).unwrap();
+    a.hlt().unwrap();
+    let patcher = a.assemble(PATCHER).unwrap();
+    g.ram.write_slice(&patcher, GuestAddress(PATCHER)).unwrap();
+
+    let watch = Arc::new(crate::accel::CodeWatch::new(RAM as u64 - 1, 2));
+    g.cpu.set_code_watch(watch.clone());
+    g.cpu.cpu_count = 2;
+    let mut second = Cpu::new(1, g.ram.clone(), g.io.clone(), Arc::new(ExitStats::new(2)));
+    second.cpu_count = 2;
+    second.set_code_watch(watch);
+    let base = g.cpu.state.clone();
+    let mut s = base.clone();
+    s.rip = PATCHER;
+    second.set_state(s);
+    let ram = g.ram.clone();
+    std::thread::scope(|scope| {
+        let patcher = scope.spawn(move || second.run(&AtomicBool::new(false)));
+        let ready = || ram.read_obj::<u32>(GuestAddress(u64::from(READY))).unwrap() == 1;
+        let t0 = std::time::Instant::now();
+        while !ready() && t0.elapsed().as_secs() < 20 {
+            std::thread::yield_now();
+        }
+        assert!(ready(), "CPU 1 never wrote the code frame");
+        assert_eq!(g.run(), CpuExit::Halt);
+        assert_eq!(g.gpr(0), 1);
+        assert_eq!(patcher.join().unwrap(), CpuExit::Halt);
+    });
+    let mut s = base;
+    s.rip = CODE;
+    g.cpu.set_state(s);
+    assert_eq!(g.run(), CpuExit::Halt);
+    assert_eq!(g.gpr(0), 2, "CPU 0 ran the patched code");
 }
 
 /// Two CPUs on one RAM, each 20000 times: LOCK INC, LOCK XADD, LOCK ADD, LOCK CMPXCHG in a

@@ -19,7 +19,9 @@ use super::{
     read_config_image, Queue, QueueFault, QueueOwnedT, QueueT, VirtioDevice, F_RING_EVENT_IDX,
     F_RING_INDIRECT_DESC, F_VERSION_1,
 };
-use crate::accel::GuestRam;
+use std::sync::Arc;
+
+use crate::accel::{CodeWatch, GuestRam};
 use crate::block::BlockDevice;
 
 /// virtio device type of a block device.
@@ -82,6 +84,9 @@ pub struct VirtioBlk {
     cache: CacheMode,
     id: [u8; ID_LEN],
     buf: Vec<u8>,
+    /// Told about every guest-RAM range a request may have written (translated code there
+    /// must be checked again).
+    dma: Option<Arc<CodeWatch>>,
 }
 
 impl std::fmt::Debug for VirtioBlk {
@@ -110,7 +115,14 @@ impl VirtioBlk {
             cache,
             id: idb,
             buf: Vec::new(),
+            dma: None,
         }
+    }
+
+    /// Announce the guest RAM each request writes to `watch`.
+    pub fn announcing_dma_to(mut self, watch: Arc<CodeWatch>) -> Self {
+        self.dma = Some(watch);
+        self
     }
 
     fn config_image(&self) -> [u8; 0x24] {
@@ -156,6 +168,11 @@ impl VirtioBlk {
         } else {
             self.execute(&readable, &writable, mem)
         };
+        if let Some(watch) = &self.dma {
+            for &(addr, len) in &writable {
+                watch.wrote(addr, len);
+            }
+        }
         if mem.write_obj(status, GuestAddress(status_addr)).is_err() {
             return 0;
         }
