@@ -132,6 +132,19 @@ fn mem(i: &Instruction, bits: u32) -> Option<Mem> {
     })
 }
 
+/// `f::<.., S>` for an operand size of `size` bytes (1, 2, 4 or 8): the hottest forms are
+/// compiled once per size, so masks, flag widths and register merges are constants.
+macro_rules! sized {
+    ($size:expr, $f:ident $(, $g:expr)*) => {
+        match $size {
+            1 => $f::<$({ $g },)* 1> as Exec,
+            2 => $f::<$({ $g },)* 2> as Exec,
+            4 => $f::<$({ $g },)* 4> as Exec,
+            _ => $f::<$({ $g },)* 8> as Exec,
+        }
+    };
+}
+
 /// The fast form of `i` (decoded in a `bits`-bit code segment), if it has one.
 pub fn select(i: &Instruction, bits: u32) -> Option<(Exec, Ops)> {
     let m = i.mnemonic();
@@ -175,29 +188,36 @@ pub fn select(i: &Instruction, bits: u32) -> Option<(Exec, Ops)> {
             };
             if m == M::Mov {
                 let f: Exec = match form {
-                    Form::RR => mov_rr,
-                    Form::RI => mov_ri,
-                    Form::RM => mov_rm,
-                    Form::MR => mov_mr,
-                    Form::MI => mov_mi,
+                    Form::RR => sized!(size, mov_rr),
+                    Form::RI => sized!(size, mov_ri),
+                    Form::RM => sized!(size, mov_rm),
+                    Form::MR => sized!(size, mov_mr),
+                    Form::MI => sized!(size, mov_mi),
                 };
                 return Some((f, o));
             }
-            Some((alu_exec(m, form)?, o))
+            Some((alu_exec(m, form, size)?, o))
         }
         M::Inc | M::Dec => {
             o.r0 = reg_op(i, 0)?;
             let size = i.op0_register().size();
             o.size = size as u8;
             o.mask = size_mask(size);
-            Some((if m == M::Inc { inc_r } else { dec_r }, o))
+            Some((
+                if m == M::Inc {
+                    sized!(size, incdec, true)
+                } else {
+                    sized!(size, incdec, false)
+                },
+                o,
+            ))
         }
         M::Lea => {
             o.r0 = reg_op(i, 0)?;
             let size = i.op0_register().size();
             o.size = size as u8;
             o.mask = size_mask(size);
-            Some((lea, o))
+            Some((sized!(size, lea), o))
         }
         M::Movzx | M::Movsx | M::Movsxd => {
             o.r0 = reg_op(i, 0)?;
@@ -210,7 +230,14 @@ pub fn select(i: &Instruction, bits: u32) -> Option<(Exec, Ops)> {
                 o.r1 = r1;
                 Some((if zx { movzx_r } else { movsx_r }, o))
             } else if mem1 {
-                Some((if zx { movzx_m } else { movsx_m }, o))
+                Some((
+                    if zx {
+                        sized!(o.aux, movzx_m)
+                    } else {
+                        sized!(o.aux, movsx_m)
+                    },
+                    o,
+                ))
             } else {
                 None
             }
@@ -344,15 +371,15 @@ enum Form {
     MI,
 }
 
-fn alu_exec(m: M, form: Form) -> Option<Exec> {
+fn alu_exec(m: M, form: Form, size: usize) -> Option<Exec> {
     macro_rules! pick {
         ($op:expr) => {
             match form {
-                Form::RR => alu_rr::<{ $op }>,
-                Form::RI => alu_ri::<{ $op }>,
-                Form::RM => alu_rm::<{ $op }>,
-                Form::MR => alu_mr::<{ $op }>,
-                Form::MI => alu_mi::<{ $op }>,
+                Form::RR => sized!(size, alu_rr, $op),
+                Form::RI => sized!(size, alu_ri, $op),
+                Form::RM => sized!(size, alu_rm, $op),
+                Form::MR => sized!(size, alu_mr, $op),
+                Form::MI => sized!(size, alu_mi, $op),
             }
         };
     }
@@ -464,9 +491,9 @@ impl Cpu {
     }
 
     #[inline(always)]
-    fn fast_store(&mut self, o: &Ops, v: u64) -> Res<()> {
+    fn fast_store(&mut self, o: &Ops, size: usize, v: u64) -> Res<()> {
         let a = self.fast_ea(&o.mem);
-        self.quick_write(o.mem.seg as usize, a, o.size as usize, v)
+        self.quick_write(o.mem.seg as usize, a, size, v)
     }
 
     #[inline(always)]
@@ -475,70 +502,70 @@ impl Cpu {
     }
 }
 
-fn mov_rr(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+fn mov_rr<const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    let v = cpu.g(o.r1) & o.mask;
-    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v);
+    let v = cpu.g(o.r1) & size_mask(S);
+    cpu.set_gpr_sized(o.r0 as usize & 15, S, v);
     Ok(())
 }
 
-fn mov_ri(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+fn mov_ri<const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, o.imm);
+    cpu.set_gpr_sized(o.r0 as usize & 15, S, o.imm);
     Ok(())
 }
 
-fn mov_rm(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+fn mov_rm<const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    let v = cpu.fast_load(o, o.size as usize)?;
-    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v);
+    let v = cpu.fast_load(o, S)?;
+    cpu.set_gpr_sized(o.r0 as usize & 15, S, v);
     Ok(())
 }
 
-fn mov_mr(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+fn mov_mr<const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    let v = cpu.g(o.r1) & o.mask;
-    cpu.fast_store(o, v)
+    let v = cpu.g(o.r1) & size_mask(S);
+    cpu.fast_store(o, S, v)
 }
 
-fn mov_mi(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+fn mov_mi<const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    cpu.fast_store(o, o.imm)
+    cpu.fast_store(o, S, o.imm)
 }
 
 /// Result of `a OP b` with the flags recorded; `None` for CMP/TEST (no write-back).
 #[inline(always)]
-fn alu_apply<const OP: u8>(cpu: &mut Cpu, o: &Ops, a: u64, b: u64) -> Option<u64> {
+fn alu_apply<const OP: u8, const S: usize>(cpu: &mut Cpu, a: u64, b: u64) -> Option<u64> {
     let (r, op) = compute_cf::<OP>(cpu.state.flags.cf(), a, b);
-    let r = r & o.mask;
-    cpu.state.flags.set_lazy(op, u32::from(o.size) * 8, a, b, r);
+    let r = r & size_mask(S);
+    cpu.state.flags.set_lazy(op, S as u32 * 8, a, b, r);
     (OP != alu::CMP && OP != alu::TEST).then_some(r)
 }
 
-fn alu_rr<const OP: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+fn alu_rr<const OP: u8, const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    let (a, b) = (cpu.g(o.r0) & o.mask, cpu.g(o.r1) & o.mask);
-    if let Some(r) = alu_apply::<OP>(cpu, o, a, b) {
-        cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, r);
+    let (a, b) = (cpu.g(o.r0) & size_mask(S), cpu.g(o.r1) & size_mask(S));
+    if let Some(r) = alu_apply::<OP, S>(cpu, a, b) {
+        cpu.set_gpr_sized(o.r0 as usize & 15, S, r);
     }
     Ok(())
 }
 
-fn alu_ri<const OP: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+fn alu_ri<const OP: u8, const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    let a = cpu.g(o.r0) & o.mask;
-    if let Some(r) = alu_apply::<OP>(cpu, o, a, o.imm) {
-        cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, r);
+    let a = cpu.g(o.r0) & size_mask(S);
+    if let Some(r) = alu_apply::<OP, S>(cpu, a, o.imm) {
+        cpu.set_gpr_sized(o.r0 as usize & 15, S, r);
     }
     Ok(())
 }
 
-fn alu_rm<const OP: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+fn alu_rm<const OP: u8, const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    let b = cpu.fast_load(o, o.size as usize)?;
-    let a = cpu.g(o.r0) & o.mask;
-    if let Some(r) = alu_apply::<OP>(cpu, o, a, b) {
-        cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, r);
+    let b = cpu.fast_load(o, S)?;
+    let a = cpu.g(o.r0) & size_mask(S);
+    if let Some(r) = alu_apply::<OP, S>(cpu, a, b) {
+        cpu.set_gpr_sized(o.r0 as usize & 15, S, r);
     }
     Ok(())
 }
@@ -546,54 +573,47 @@ fn alu_rm<const OP: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
 /// Memory destination: the store happens before the flags change, so a faulting store
 /// leaves the flags as they were.
 #[inline(always)]
-fn alu_m<const OP: u8>(cpu: &mut Cpu, o: &Ops, b: u64) -> Res<()> {
-    let a = cpu.fast_load(o, o.size as usize)?;
+fn alu_m<const OP: u8, const S: usize>(cpu: &mut Cpu, o: &Ops, b: u64) -> Res<()> {
+    let a = cpu.fast_load(o, S)?;
     let (r, op) = compute_cf::<OP>(cpu.state.flags.cf(), a, b);
-    let r = r & o.mask;
+    let r = r & size_mask(S);
     if OP != alu::CMP && OP != alu::TEST {
-        cpu.fast_store(o, r)?;
+        cpu.fast_store(o, S, r)?;
     }
-    cpu.state.flags.set_lazy(op, u32::from(o.size) * 8, a, b, r);
+    cpu.state.flags.set_lazy(op, S as u32 * 8, a, b, r);
     Ok(())
 }
 
-fn alu_mr<const OP: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+fn alu_mr<const OP: u8, const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    let b = cpu.g(o.r1) & o.mask;
-    alu_m::<OP>(cpu, o, b)
+    let b = cpu.g(o.r1) & size_mask(S);
+    alu_m::<OP, S>(cpu, o, b)
 }
 
-fn alu_mi<const OP: u8>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+fn alu_mi<const OP: u8, const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    alu_m::<OP>(cpu, o, o.imm)
+    alu_m::<OP, S>(cpu, o, o.imm)
 }
 
-#[inline(always)]
-fn incdec<const INC: bool>(cpu: &mut Cpu, o: &Ops) -> Res<()> {
-    let a = cpu.g(o.r0) & o.mask;
+/// INC (`INC` true) or DEC of a register.
+fn incdec<const INC: bool, const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    let o = &d.ops;
+    let a = cpu.g(o.r0) & size_mask(S);
     let (r, op) = if INC {
         (a.wrapping_add(1), FlagOp::Inc)
     } else {
         (a.wrapping_sub(1), FlagOp::Dec)
     };
-    let r = r & o.mask;
-    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, r);
-    cpu.state.flags.set_lazy(op, u32::from(o.size) * 8, a, 1, r);
+    let r = r & size_mask(S);
+    cpu.set_gpr_sized(o.r0 as usize & 15, S, r);
+    cpu.state.flags.set_lazy(op, S as u32 * 8, a, 1, r);
     Ok(())
 }
 
-fn inc_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
-    incdec::<true>(cpu, &d.ops)
-}
-
-fn dec_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
-    incdec::<false>(cpu, &d.ops)
-}
-
-fn lea(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+fn lea<const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
     let a = cpu.fast_ea(&o.mem);
-    cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, a & o.mask);
+    cpu.set_gpr_sized(o.r0 as usize & 15, S, a & size_mask(S));
     Ok(())
 }
 
@@ -604,9 +624,10 @@ fn movzx_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     Ok(())
 }
 
-fn movzx_m(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+/// MOVZX from memory, `S` the source size.
+fn movzx_m<const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    let v = cpu.fast_load(o, o.aux as usize)?;
+    let v = cpu.fast_load(o, S)?;
     cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v);
     Ok(())
 }
@@ -618,9 +639,10 @@ fn movsx_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     Ok(())
 }
 
-fn movsx_m(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+/// MOVSX/MOVSXD from memory, `S` the source size.
+fn movsx_m<const S: usize>(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
-    let v = sext(cpu.fast_load(o, o.aux as usize)?, o.aux as usize) & o.mask;
+    let v = sext(cpu.fast_load(o, S)?, S) & o.mask;
     cpu.set_gpr_sized(o.r0 as usize & 15, o.size as usize, v);
     Ok(())
 }
