@@ -126,8 +126,9 @@ impl Hasher for KeyHasher {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
-/// Entries in the direct-mapped lookup cache in front of the hash map.
-const FAST_SIZE: usize = 4096;
+/// log2 of the entries in the direct-mapped lookup cache in front of the hash map (16 Ki
+/// entries of 32 bytes: a booting Linux kernel keeps more hot blocks than 4 Ki entries hold).
+const FAST_BITS: u32 = 14;
 
 /// A block as the run loop sees it: its instructions and the RIP mask of its code size.
 #[derive(Clone, Copy)]
@@ -138,10 +139,12 @@ pub struct BlockRef {
     pub ip_mask: u64,
 }
 
-// SAFETY: a `BlockRef` points into a block owned by the `BlockCache` it came from (or its
-// retired list), which lives in the same `Cpu` and moves between threads with it; the
-// instructions are immutable once decoded.
+// SAFETY: a `BlockRef` (and a `FastSlot`) points into a block owned by the `BlockCache` it
+// came from (or its retired list), which lives in the same `Cpu` and moves between threads
+// with it; the instructions are immutable once decoded.
 unsafe impl Send for BlockRef {}
+// SAFETY: as for `BlockRef`.
+unsafe impl Send for FastSlot {}
 
 impl BlockRef {
     fn of(b: &Block) -> Self {
@@ -164,14 +167,73 @@ impl BlockRef {
     }
 }
 
-/// One slot of the direct-mapped front cache: a block validated in code epoch `epoch`.
-/// It holds no reference count: every path that drops a block from the map clears its slot.
+/// A block's instructions at (`phys`, `rip`), with `tag` = validity counter << 16 |
+/// instruction count << 8 | code size (0 when empty: no code size matches).
+#[derive(Clone, Copy)]
+struct Entry {
+    phys: u64,
+    rip: u64,
+    tag: u64,
+    insns: *const DecodedInsn,
+}
+
+const EMPTY: Entry = Entry {
+    phys: 0,
+    rip: 0,
+    tag: 0,
+    insns: std::ptr::null(),
+};
+
+impl Entry {
+    /// The tag bits a lookup compares: everything but the instruction count.
+    const MATCH: u64 = !0xff00;
+
+    fn new(key: &Key, block: &Block, counter: u64) -> Self {
+        // Blocks hold at most MAX_BLOCK (64) instructions: the count fits its byte.
+        let len = block.insns.len() as u64 & 0xff;
+        Entry {
+            phys: key.phys,
+            rip: key.rip,
+            tag: counter << 16 | len << 8 | u64::from(key.bits),
+            insns: block.insns.as_ptr(),
+        }
+    }
+
+    fn matches(&self, key: &Key) -> bool {
+        self.phys == key.phys && self.rip == key.rip
+    }
+
+    #[inline]
+    fn get(&self, key: &Key, counter: u64) -> Option<BlockRef> {
+        (self.matches(key) && self.tag & Entry::MATCH == counter << 16 | u64::from(key.bits)).then(
+            || BlockRef {
+                insns: self.insns,
+                len: (self.tag >> 8 & 0xff) as usize,
+                ip_mask: ip_mask(u32::from(key.bits)),
+            },
+        )
+    }
+}
+
+/// One slot of the direct-mapped front cache (64 bytes, one cache line): a block validated
+/// in the code epoch its tag holds, and a link to the block that last ran after it, valid in
+/// the cache generation its tag holds. Following the link skips the lookup of the next block
+/// in this table (a cache miss per block in a kernel-sized working set). Neither holds a
+/// reference count: every path that drops a block from the map clears its slot and starts a
+/// new generation.
 #[derive(Clone, Copy)]
 struct FastSlot {
-    key: Key,
-    epoch: u64,
-    block: BlockRef,
+    block: Entry,
+    next: Entry,
 }
+
+const EMPTY_SLOT: FastSlot = FastSlot {
+    block: EMPTY,
+    next: EMPTY,
+};
+
+/// No slot: the last block run was not cached.
+const NO_SLOT: usize = usize::MAX;
 
 /// The block cache with its per-page index.
 #[derive(Default)]
@@ -179,33 +241,69 @@ pub struct BlockCache {
     map: FastMap<Key, Arc<Block>>,
     pages: FastMap<u64, Vec<Key>>,
     /// Direct-mapped front cache: most block lookups end here, touching one cache line.
-    fast: Vec<Option<FastSlot>>,
+    fast: Vec<FastSlot>,
     /// Blocks dropped from the cache, freed at the next block boundary.
     retired: Vec<Arc<Block>>,
+    /// The slot of the block that ran last ([`NO_SLOT`] if none): the next block is linked
+    /// from there.
+    last: usize,
+    /// The link generation: moves whenever a block leaves the map or the code epoch moves.
+    gen: u64,
+    /// The code epoch `gen` last moved for.
+    gen_epoch: u64,
 }
 
 #[inline]
 fn fast_index(k: &Key) -> usize {
-    ((k.phys ^ (k.rip << 7) ^ (k.rip >> 5)) as usize) & (FAST_SIZE - 1)
+    // Fibonacci hashing of the physical address (the RIP nearly always follows from it).
+    (k.phys.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FAST_BITS)) as usize
 }
 
 impl BlockCache {
     /// An empty cache.
     pub fn new() -> Self {
         BlockCache {
-            fast: vec![None; FAST_SIZE],
+            fast: vec![EMPTY_SLOT; 1 << FAST_BITS],
+            last: NO_SLOT,
             ..BlockCache::default()
         }
     }
 
     /// The block at `key` if it was validated in code epoch `epoch`: the hot path, which
-    /// touches neither the hash map nor the block. Valid until the next [`BlockCache::collect`].
+    /// touches neither the hash map nor the block (and, when the last block's link names
+    /// `key`, not even this block's slot). Valid until the next [`BlockCache::collect`].
     #[inline]
-    pub fn get_fast(&self, key: &Key, epoch: u64) -> Option<BlockRef> {
-        match self.fast.get(fast_index(key)) {
-            Some(Some(s)) if s.key == *key && s.epoch == epoch => Some(s.block),
-            _ => None,
+    pub fn get_fast(&mut self, key: &Key, epoch: u64) -> Option<BlockRef> {
+        if epoch != self.gen_epoch {
+            self.gen_epoch = epoch;
+            self.gen += 1;
         }
+        let idx = fast_index(key);
+        if let Some(b) = self
+            .fast
+            .get(self.last)
+            .and_then(|s| s.next.get(key, self.gen))
+        {
+            self.last = idx;
+            return Some(b);
+        }
+        let b = self.fast.get(idx)?.block.get(key, epoch)?;
+        self.link(idx, key);
+        Some(b)
+    }
+
+    /// Link the last block's slot to the block in slot `idx` (at `key`), which runs next.
+    #[inline]
+    fn link(&mut self, idx: usize, key: &Key) {
+        let gen = self.gen;
+        let this = self.fast.get(idx).map(|s| s.block);
+        if let (Some(mut next), Some(last)) = (this, self.fast.get_mut(self.last)) {
+            if next.matches(key) {
+                next.tag = gen << 16 | (next.tag & 0xffff);
+                last.next = next;
+            }
+        }
+        self.last = idx;
     }
 
     /// A cached block, whatever epoch it was last validated in. The pointer stays valid until
@@ -215,28 +313,32 @@ impl BlockCache {
     }
 
     /// Remember that the cached block at `key` is valid in code epoch `epoch`.
+    /// Remember that the cached block at `key` is valid in code epoch `epoch`; it runs next.
     fn remember(&mut self, key: Key, block: &Block, epoch: u64) {
-        if let Some(slot) = self.fast.get_mut(fast_index(&key)) {
-            *slot = Some(FastSlot {
-                key,
-                epoch,
-                block: BlockRef::of(block),
-            });
+        let idx = fast_index(&key);
+        if let Some(slot) = self.fast.get_mut(idx) {
+            *slot = FastSlot {
+                block: Entry::new(&key, block, epoch),
+                next: EMPTY,
+            };
+            self.link(idx, &key);
         }
     }
 
     fn forget(&mut self, key: &Key) {
         if let Some(slot) = self.fast.get_mut(fast_index(key)) {
-            if slot.as_ref().is_some_and(|s| s.key == *key) {
-                *slot = None;
+            if slot.block.matches(key) {
+                *slot = EMPTY_SLOT;
             }
         }
     }
 
-    /// Keep `block` (not cached) alive until the next [`BlockCache::collect`].
+    /// Keep `block` (not cached) alive until the next [`BlockCache::collect`]; it runs next,
+    /// and nothing links to it.
     pub fn park(&mut self, block: Arc<Block>) -> BlockRef {
         let r = BlockRef::of(&block);
         self.retired.push(block);
+        self.last = NO_SLOT;
         r
     }
 
@@ -256,6 +358,7 @@ impl BlockCache {
         }
         self.remember(key, &block, epoch);
         if let Some(old) = self.map.insert(key, block) {
+            self.gen += 1;
             self.retired.push(old);
         } else {
             self.pages.entry(key.phys & !0xfff).or_default().push(key);
@@ -267,6 +370,7 @@ impl BlockCache {
         let Some(keys) = self.pages.remove(&(phys & !0xfff)) else {
             return false;
         };
+        self.gen += 1;
         for k in keys {
             if let Some(b) = self.map.remove(&k) {
                 self.retired.push(b);
@@ -278,9 +382,10 @@ impl BlockCache {
 
     /// Drop everything.
     pub fn clear(&mut self) {
+        self.gen += 1;
         self.retired.extend(self.map.drain().map(|(_, b)| b));
         self.pages.clear();
-        self.fast.fill(None);
+        self.fast.fill(EMPTY_SLOT);
     }
 
     /// Number of cached blocks.
