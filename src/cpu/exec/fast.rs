@@ -1,5 +1,7 @@
 //! Pre-decoded forms of the hottest integer instructions: MOV, the ALU group, INC/DEC, LEA,
-//! MOVZX/MOVSX, SHL/SHR/SAR and IMUL of a register, CMOVcc, SETcc of a register, PUSH/POP of a register and Jcc, with their operands resolved once at decode time.
+//! MOVZX/MOVSX, SHL/SHR/SAR and IMUL of a register, CMOVcc, SETcc of a register, PUSH/POP of
+//! a register, Jcc, and near CALL/JMP/RET in 64-bit mode, with their operands resolved once at
+//! decode time.
 //!
 //! Why: the general semantics functions take iced-x86's `Instruction` and ask it, on every
 //! execution, what kind each operand is, which register, what size, how the address is formed
@@ -352,6 +354,27 @@ pub fn select(i: &Instruction, bits: u32) -> Option<(Exec, Ops)> {
             o.size = 1;
             o.aux = alu::cc(i);
             Some((setcc_r, o))
+        }
+        // Near CALL/JMP/RET in 64-bit mode with the 64-bit stack (no operand-size prefix).
+        M::Call if bits == 64 && i.code() == iced_x86::Code::Call_rel32_64 => {
+            o.imm = i.near_branch_target();
+            Some((call_rel64, o))
+        }
+        M::Jmp if bits == 64 && i.is_jmp_short_or_near() => {
+            o.imm = i.near_branch_target();
+            Some((jmp_rel, o))
+        }
+        M::Ret
+            if bits == 64
+                && matches!(
+                    i.code(),
+                    iced_x86::Code::Retnq | iced_x86::Code::Retnq_imm16
+                ) =>
+        {
+            if i.op_count() > 0 {
+                o.imm = u64::from(i.immediate16());
+            }
+            Some((ret64, o))
         }
         _ if i.is_jcc_short_or_near() => {
             o.imm = i.near_branch_target();
@@ -770,6 +793,40 @@ fn setcc_r(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
     let o = &d.ops;
     let v = u64::from(cpu.state.flags.cond(o.aux));
     cpu.set_gpr_sized(o.r0 as usize & 15, 1, v);
+    Ok(())
+}
+
+/// CALL rel32 in 64-bit mode: push the return address, then go (a bad target leaves RSP as
+/// it was, as the general form does).
+fn call_rel64(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    if !cpu.block_mode.flat {
+        return via_handler(cpu, d);
+    }
+    let old = cpu.state.gpr[4];
+    let sp = old.wrapping_sub(8);
+    cpu.quick_write(sreg::SS, sp, 8, cpu.next_rip)?;
+    cpu.state.gpr[4] = sp;
+    if let Err(f) = super::control::set_target(cpu, d.ops.imm) {
+        cpu.state.gpr[4] = old;
+        return Err(f);
+    }
+    Ok(())
+}
+
+/// JMP rel8/rel32 in 64-bit mode.
+fn jmp_rel(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    super::control::set_target(cpu, d.ops.imm)
+}
+
+/// RET / RET imm16 in 64-bit mode.
+fn ret64(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
+    if !cpu.block_mode.flat {
+        return via_handler(cpu, d);
+    }
+    let sp = cpu.state.gpr[4];
+    let t = cpu.quick_read(sreg::SS, sp, 8)?;
+    super::control::set_target(cpu, t)?;
+    cpu.state.gpr[4] = sp.wrapping_add(8 + d.ops.imm);
     Ok(())
 }
 
