@@ -183,6 +183,15 @@ pub trait Accelerator: Send + Sync {
     fn map_ram(&self, ram: &Arc<GuestRam>) -> Result<(), AccelError>;
     /// The interrupt controller devices raise their lines on.
     fn irq_chip(&self) -> Arc<dyn IrqChip>;
+    /// Connect vCPU `id`'s interrupt input to the machine's userspace interrupt controllers
+    /// (its local APIC, which falls through to the 8259 for ExtINT), before `create_vcpu(id)`.
+    /// An accelerator whose interrupt controllers are its own (KVM's in-kernel irqchip)
+    /// refuses.
+    fn set_interrupt_source(
+        &self,
+        id: usize,
+        source: Arc<dyn InterruptSource>,
+    ) -> Result<(), AccelError>;
     /// Create vCPU `id`, ready for [`Vcpu::set_state`].
     fn create_vcpu(&self, id: usize, ctx: VcpuContext) -> Result<Box<dyn Vcpu>, AccelError>;
 }
