@@ -26,6 +26,13 @@ fn lapic_timer_periodic_and_one_shot() {
     run_guest("lapic_timer.bin", "lapic_timer", 1, "1");
 }
 
+/// A running vCPU is kicked out of KVM_RUN for the timer interrupt; one that arrives while
+/// IF = 0 waits for the interrupt-window exit after STI.
+#[test]
+fn interrupts_reach_a_spinning_cpu_and_wait_for_sti() {
+    run_guest("irq_window.bin", "irq_window", 1, "1");
+}
+
 #[test]
 fn ioapic_routes_the_pit() {
     run_guest("ioapic.bin", "ioapic", 1, "1");
