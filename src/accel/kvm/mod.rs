@@ -151,6 +151,8 @@ impl Accelerator for KvmAccel {
         Ok(())
     }
 
+    /// The in-kernel irqchip's lines (`KVM_IRQ_LINE`). Without one, the machine raises its
+    /// lines on its own controllers instead; a line raised here would only log KVM's refusal.
     fn irq_chip(&self) -> Arc<dyn IrqChip> {
         Arc::new(KvmIrqChip {
             vm: self.vm.clone(),

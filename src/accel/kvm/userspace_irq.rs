@@ -71,6 +71,10 @@ pub struct UserspaceIrq {
     /// Wait-for-SIPI: an application processor from RESET, and after an INIT. Nothing runs
     /// until a STARTUP message arrives.
     waiting_for_sipi: bool,
+    /// The registers were replaced since the last exit, so `kvm_run`'s `if_flag` and
+    /// `ready_for_interrupt_injection` describe the old ones: no injection before the next
+    /// exit (KVM delivers an injected vector even with IF = 0).
+    flags_stale: bool,
 }
 
 impl UserspaceIrq {
@@ -80,7 +84,13 @@ impl UserspaceIrq {
             source,
             halted: false,
             waiting_for_sipi: id != 0,
+            flags_stale: true,
         }
+    }
+
+    /// `KVM_RUN` returned: `kvm_run` describes the current registers again.
+    pub fn exited(&mut self) {
+        self.flags_stale = false;
     }
 
     /// The guest executed HLT (a `KVM_EXIT_HLT`).
@@ -92,6 +102,7 @@ impl UserspaceIrq {
     pub fn state_was_set(&mut self) {
         self.halted = false;
         self.waiting_for_sipi = false;
+        self.flags_stale = true;
     }
 
     /// Act on pending INIT / STARTUP / NMI messages and INTR before `KVM_RUN`. Returns false
@@ -108,11 +119,13 @@ impl UserspaceIrq {
                     reset_registers(fd, None)?;
                     self.waiting_for_sipi = true;
                     self.halted = false;
+                    self.flags_stale = true;
                 }
                 CpuSignal::Startup(vector) if self.waiting_for_sipi => {
                     reset_registers(fd, Some(vector))?;
                     self.waiting_for_sipi = false;
                     self.halted = false;
+                    self.flags_stale = true;
                 }
                 // A STARTUP to a CPU that is not waiting for one is ignored, as on hardware.
                 CpuSignal::Startup(_) => {}
@@ -127,7 +140,8 @@ impl UserspaceIrq {
             return Ok(false);
         }
         let run: &mut kvm_run = fd.get_kvm_run();
-        let accepts = run.ready_for_interrupt_injection != 0 && run.if_flag != 0;
+        let accepts =
+            !self.flags_stale && run.ready_for_interrupt_injection != 0 && run.if_flag != 0;
         let mut pending = self.source.pending();
         match decide(pending, accepts, self.halted) {
             Entry::StayHalted => return Ok(false),

@@ -188,7 +188,11 @@ impl Vcpu for KvmVcpu {
                 }
             }
             let run_ptr: *const kvm_run = self.fd.get_kvm_run();
-            let next = match self.fd.run() {
+            let result = self.fd.run();
+            if let Some(irq) = &mut self.irq {
+                irq.exited();
+            }
+            let next = match result {
                 Ok(e) => {
                     // SAFETY: `run_ptr` points at the vCPU's kvm_run mapping, alive as long as
                     // `self.fd`; KVM_RUN has returned, so the kernel is not writing it, and the
@@ -205,13 +209,12 @@ impl Vcpu for KvmVcpu {
             };
             match next {
                 Next::Resume => {}
-                Next::Return(VcpuExit::Halt) if self.irq.is_some() => {
-                    // Look at the APIC first: an interrupt already pending ends the HLT at
-                    // once; otherwise the next pass returns Halt without entering.
-                    if let Some(irq) = &mut self.irq {
-                        irq.halt();
-                    }
-                }
+                // Without the in-kernel APIC, look at ours first: an interrupt already pending
+                // ends the HLT at once; otherwise the next pass returns Halt without entering.
+                Next::Return(VcpuExit::Halt) => match &mut self.irq {
+                    Some(irq) => irq.halt(),
+                    None => return Ok(VcpuExit::Halt),
+                },
                 Next::Return(exit) => return Ok(exit),
                 Next::Fatal(mut reason) => {
                     if reason == "KVM internal error" {
