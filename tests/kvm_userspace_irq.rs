@@ -152,3 +152,49 @@ fn split_is_refused_with_a_clear_error() {
         r.stderr
     );
 }
+
+/// `kemu bench --accel kvm,kvm-userirq` sets KVM's controllers against kemu's in one table:
+/// only the userspace column has the APIC's MMIO exits and the HLT exits.
+#[test]
+fn bench_compares_the_in_kernel_and_userspace_controllers() {
+    if !kvm_or_skip("bench kvm,kvm-userirq") {
+        return;
+    }
+    let path = guest("lapic_timer.bin");
+    let r = kemu(
+        &[
+            "bench",
+            "--runs",
+            "1",
+            "--accel",
+            "kvm,kvm-userirq",
+            "-kernel",
+            path.to_str().unwrap(),
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(r.status, Some(0), "{}", r.stderr);
+    let head: Vec<&str> = r
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(head, ["metric", "kvm", "kvm-userirq", "kvm/kvm-userirq"]);
+    let row = |name: &str| -> Vec<String> {
+        r.stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row: {}", r.stdout))
+            .split_whitespace()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(row("exit:hlt")[..2], ["0", "7"], "{}", r.stdout);
+    assert_eq!(row("exit:mmio-write")[..2], ["0", "17"], "{}", r.stdout);
+}
