@@ -181,6 +181,11 @@ fn lapic_timer_periodic_and_one_shot() {
 }
 
 #[test]
+fn interrupts_reach_a_spinning_cpu_and_wait_for_sti() {
+    run_guest("irq_window.bin", "irq_window", 1, "1");
+}
+
+#[test]
 fn ipi_init_startup_fixed_and_nmi() {
     run_guest("ipi.bin", "ipi", 1, "2");
 }

@@ -197,6 +197,11 @@ fn lapic_timer_periodic_and_one_shot() {
 }
 
 #[test]
+fn interrupts_reach_a_spinning_cpu_and_wait_for_sti() {
+    run_guest("tcg", "irq_window.bin", "irq_window", 1, "1");
+}
+
+#[test]
 fn ioapic_routes_the_pit() {
     run_guest("tcg", "ioapic.bin", "ioapic", 1, "1");
 }

@@ -225,12 +225,20 @@ fn wild_descriptors_get_ioerr_and_leave_the_image_alone() {
 
 #[test]
 fn intx_reaches_the_cpu_through_the_8259s() {
-    // Under KVM the line ends in the in-kernel irqchip, under tcg in kemu's PIC.
-    for accel in accels("virtio_blk intx") {
-        let dir = scratch(&format!("intx-{accel}"));
+    // Under KVM the line ends in the in-kernel irqchip, under tcg and under KVM with
+    // kernel-irqchip=off in kemu's PIC.
+    let mut runs: Vec<(&str, &[&str])> = accels("virtio_blk intx")
+        .into_iter()
+        .map(|a| (a, &[][..]))
+        .collect();
+    if runs.len() > 1 {
+        runs.push(("kvm", &["-machine", "kernel-irqchip=off"]));
+    }
+    for (i, (accel, extra)) in runs.into_iter().enumerate() {
+        let dir = scratch(&format!("intx-{accel}-{i}"));
         let img = make_image(&dir, "kemu", "raw");
         let drive = format!("file={},format=raw", img.display());
-        let r = boot(accel, &drive, &[], "i");
+        let r = boot(accel, &drive, extra, "i");
         assert_line(&r, "virtio_blk: interrupt line 11");
         assert_line(&r, "virtio_blk: flush status 0");
         assert_line(&r, "virtio_blk: INTx interrupt taken, ISR 1");

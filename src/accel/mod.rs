@@ -43,15 +43,16 @@ pub trait IoHandler: Send + Sync {
 }
 
 /// Raises and lowers interrupt lines (GSIs). Under KVM the lines end in the in-kernel irqchip;
-/// under the software CPU in our PIC/IOAPIC.
+/// under the software CPU (and KVM with `kernel-irqchip=off`) in our PIC/IOAPIC.
 pub trait IrqChip: Send + Sync {
     /// Drive line `gsi` to `level` (edge-triggered ISA lines are pulsed: high then low).
     fn set_irq(&self, gsi: u32, level: bool);
 }
 
 /// The INTR/INTA pair of an 8259-style interrupt controller, as a CPU without a local APIC (or
-/// with LINT0 in ExtINT mode) sees it. The machine implements it over its PIC; the software CPU
-/// asks it at instruction-block boundaries.
+/// with LINT0 in ExtINT mode) sees it. The machine implements it over its local APICs (and the
+/// PIC behind them); the software CPU asks it at instruction-block boundaries, a KVM vCPU without
+/// the in-kernel irqchip before each `KVM_RUN`.
 pub trait InterruptSource: Send + Sync {
     /// Whether INTR is asserted.
     fn pending(&self) -> bool;
@@ -207,6 +208,15 @@ pub trait Accelerator: Send + Sync {
     fn map_ram(&self, ram: &Arc<GuestRam>) -> Result<(), AccelError>;
     /// The interrupt controller devices raise their lines on.
     fn irq_chip(&self) -> Arc<dyn IrqChip>;
+    /// Connect vCPU `id`'s interrupt input to the machine's userspace interrupt controllers
+    /// (its local APIC, which falls through to the 8259 for ExtINT), before `create_vcpu(id)`.
+    /// An accelerator whose interrupt controllers are its own (KVM's in-kernel irqchip)
+    /// refuses.
+    fn set_interrupt_source(
+        &self,
+        id: usize,
+        source: Arc<dyn InterruptSource>,
+    ) -> Result<(), AccelError>;
     /// Create vCPU `id`, ready for [`Vcpu::set_state`].
     fn create_vcpu(&self, id: usize, ctx: VcpuContext) -> Result<Box<dyn Vcpu>, AccelError>;
 }

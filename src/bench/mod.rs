@@ -17,7 +17,51 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::accel::kvm::KvmAccel;
-use crate::machine::AccelKind;
+
+/// One column of the comparison: an accelerator, and under KVM whose interrupt controllers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchAccel {
+    /// KVM with its in-kernel irqchip and PIT (`-accel kvm`).
+    Kvm,
+    /// KVM with kemu's own interrupt controllers in userspace (`-accel kvm -machine
+    /// kernel-irqchip=off`).
+    KvmUserIrq,
+    /// The software CPU (`-accel tcg`).
+    Tcg,
+}
+
+impl BenchAccel {
+    /// Every column kind, in the order `--accel` lists them.
+    pub const ALL: [BenchAccel; 3] = [BenchAccel::Kvm, BenchAccel::KvmUserIrq, BenchAccel::Tcg];
+
+    /// The column's name, as `--accel` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchAccel::Kvm => "kvm",
+            BenchAccel::KvmUserIrq => "kvm-userirq",
+            BenchAccel::Tcg => "tcg",
+        }
+    }
+
+    /// The column named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The options that select it on a kemu command line.
+    pub fn args(self) -> &'static [&'static str] {
+        match self {
+            BenchAccel::Kvm => &["-accel", "kvm"],
+            BenchAccel::KvmUserIrq => &["-accel", "kvm", "-machine", "kernel-irqchip=off"],
+            BenchAccel::Tcg => &["-accel", "tcg"],
+        }
+    }
+
+    /// Whether it needs `/dev/kvm`.
+    pub fn needs_kvm(self) -> bool {
+        self != BenchAccel::Tcg
+    }
+}
 
 /// What to benchmark and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +71,7 @@ pub struct BenchConfig {
     /// Runs per accelerator.
     pub runs: usize,
     /// The accelerators, in column order.
-    pub accels: Vec<AccelKind>,
+    pub accels: Vec<BenchAccel>,
     /// The guest's options; empty for the embedded demo guest.
     pub guest_args: Vec<String>,
     /// A run is killed after this long.
@@ -74,16 +118,16 @@ fn stderr_tail(stderr: &str) -> String {
 
 /// The accelerators of `wanted` this host can run; prints a loud line for each one skipped.
 pub fn usable_accels(
-    wanted: &[AccelKind],
+    wanted: &[BenchAccel],
     kvm_present: bool,
     progress: &mut dyn Write,
-) -> Vec<AccelKind> {
+) -> Vec<BenchAccel> {
     wanted
         .iter()
         .copied()
         .filter(|&a| {
-            if a == AccelKind::Kvm && !kvm_present {
-                let _ = writeln!(progress, "kemu bench: kvm SKIPPED (no /dev/kvm)");
+            if a.needs_kvm() && !kvm_present {
+                let _ = writeln!(progress, "kemu bench: {} SKIPPED (no /dev/kvm)", a.name());
                 false
             } else {
                 true
@@ -138,16 +182,34 @@ mod tests {
     #[test]
     fn kvm_is_skipped_loudly_without_dev_kvm() {
         let mut out = Vec::new();
-        let a = usable_accels(&[AccelKind::Kvm, AccelKind::Tcg], false, &mut out);
-        assert_eq!(a, vec![AccelKind::Tcg]);
+        let a = usable_accels(&[BenchAccel::Kvm, BenchAccel::Tcg], false, &mut out);
+        assert_eq!(a, vec![BenchAccel::Tcg]);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "kemu bench: kvm SKIPPED (no /dev/kvm)\n"
         );
         let mut out = Vec::new();
-        let a = usable_accels(&[AccelKind::Kvm, AccelKind::Tcg], true, &mut out);
+        let a = usable_accels(&[BenchAccel::Kvm, BenchAccel::Tcg], true, &mut out);
         assert_eq!(a.len(), 2);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn columns_by_name_and_their_options() {
+        for a in BenchAccel::ALL {
+            assert_eq!(BenchAccel::parse(a.name()), Some(a));
+        }
+        assert_eq!(BenchAccel::parse("hvf"), None);
+        assert_eq!(
+            BenchAccel::KvmUserIrq.args(),
+            ["-accel", "kvm", "-machine", "kernel-irqchip=off"]
+        );
+        let mut out = Vec::new();
+        assert!(usable_accels(&[BenchAccel::KvmUserIrq], false, &mut out).is_empty());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "kemu bench: kvm-userirq SKIPPED (no /dev/kvm)\n"
+        );
     }
 
     #[test]

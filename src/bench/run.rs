@@ -8,15 +8,14 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::BenchError;
+use super::{BenchAccel, BenchError};
 use crate::machine::stats_file::{CpuTime, RunStats};
-use crate::machine::AccelKind;
 
 /// What one run measured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
     /// The accelerator.
-    pub accel: AccelKind,
+    pub accel: BenchAccel,
     /// Wall time of the whole child process, spawn to exit.
     pub wall: Duration,
     /// CPU time of the whole child process (every thread), from `wait4`.
@@ -40,13 +39,12 @@ pub struct RunSpec<'a> {
 }
 
 /// Run the guest once under `accel`.
-pub fn run_once(spec: &RunSpec<'_>, accel: AccelKind) -> Result<Sample, BenchError> {
+pub fn run_once(spec: &RunSpec<'_>, accel: BenchAccel) -> Result<Sample, BenchError> {
     let _ = std::fs::remove_file(&spec.stats_path);
     let start = Instant::now();
     let mut child = Command::new(spec.exe)
         .args(spec.guest_args)
-        .arg("-accel")
-        .arg(accel.name())
+        .args(accel.args())
         .arg("-stats-file")
         .arg(&spec.stats_path)
         .stdin(Stdio::null())
@@ -97,7 +95,7 @@ pub fn run_once(spec: &RunSpec<'_>, accel: AccelKind) -> Result<Sample, BenchErr
     if reaped != pid {
         return Err(BenchError::Wait(std::io::Error::last_os_error()));
     }
-    let what = format!("kemu -accel {}", accel.name());
+    let what = format!("kemu {}", accel.args().join(" "));
     if timed_out {
         return Err(BenchError::Child {
             what,

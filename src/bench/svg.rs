@@ -112,12 +112,12 @@ pub fn chart(summary: &Summary, title: &str) -> String {
 mod tests {
     use super::super::table::Row;
     use super::*;
-    use crate::machine::AccelKind;
+    use crate::bench::BenchAccel;
 
     #[test]
     fn panels_bars_and_escaping() {
         let summary = Summary {
-            accels: vec![AccelKind::Kvm, AccelKind::Tcg],
+            accels: vec![BenchAccel::Kvm, BenchAccel::Tcg],
             runs: 1,
             rows: vec![
                 Row {

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::run::Sample;
-use crate::machine::AccelKind;
+use super::BenchAccel;
 
 /// One metric across accelerators.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +24,7 @@ pub struct Row {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     /// The accelerators compared, in column order.
-    pub accels: Vec<AccelKind>,
+    pub accels: Vec<BenchAccel>,
     /// Runs per accelerator.
     pub runs: usize,
     /// The metrics.
@@ -50,7 +50,7 @@ fn secs(ns: u64) -> f64 {
 }
 
 /// Summarise `samples` for `accels`.
-pub fn summarise(accels: &[AccelKind], samples: &[Sample]) -> Summary {
+pub fn summarise(accels: &[BenchAccel], samples: &[Sample]) -> Summary {
     type Metric = (
         &'static str,
         &'static str,
@@ -105,8 +105,8 @@ pub fn summarise(accels: &[AccelKind], samples: &[Sample]) -> Summary {
             (t > 0.0).then(|| s.stats.total_exits() as f64 / t)
         }),
     ];
-    let of = |a: AccelKind| samples.iter().filter(move |s| s.accel == a);
-    let column = |a: AccelKind, f: &dyn Fn(&Sample) -> Option<f64>| {
+    let of = |a: BenchAccel| samples.iter().filter(move |s| s.accel == a);
+    let column = |a: BenchAccel, f: &dyn Fn(&Sample) -> Option<f64>| {
         let v: Vec<f64> = of(a).filter_map(f).collect();
         median(v)
     };
@@ -177,7 +177,9 @@ impl Summary {
             let _ = write!(out, "{:>COL_W$}", a.name());
         }
         if let Some(r) = self.ratio_name() {
-            let _ = write!(out, "{r:>COL_W$}");
+            // A space first, so a long pair of names (`kvm/kvm-userirq`) stays apart from the
+            // column before it.
+            let _ = write!(out, " {r:>w$}", w = COL_W - 1);
         }
         out.push('\n');
         for row in &self.rows {
@@ -214,7 +216,7 @@ mod tests {
     use super::*;
     use crate::machine::stats_file::{CpuTime, RunStats};
 
-    fn sample(accel: AccelKind, wall_ms: u64, insns: u64, outs: u64) -> Sample {
+    fn sample(accel: BenchAccel, wall_ms: u64, insns: u64, outs: u64) -> Sample {
         Sample {
             accel,
             wall: Duration::from_millis(wall_ms),
@@ -241,14 +243,14 @@ mod tests {
 
     #[test]
     fn table_has_medians_ratios_and_dashes() {
-        let accels = [AccelKind::Kvm, AccelKind::Tcg];
+        let accels = [BenchAccel::Kvm, BenchAccel::Tcg];
         let samples = [
-            sample(AccelKind::Kvm, 10, 0, 100),
-            sample(AccelKind::Tcg, 40, 2_000_000, 100),
-            sample(AccelKind::Kvm, 30, 0, 100),
-            sample(AccelKind::Tcg, 20, 2_000_000, 100),
-            sample(AccelKind::Kvm, 20, 0, 100),
-            sample(AccelKind::Tcg, 60, 2_000_000, 100),
+            sample(BenchAccel::Kvm, 10, 0, 100),
+            sample(BenchAccel::Tcg, 40, 2_000_000, 100),
+            sample(BenchAccel::Kvm, 30, 0, 100),
+            sample(BenchAccel::Tcg, 20, 2_000_000, 100),
+            sample(BenchAccel::Kvm, 20, 0, 100),
+            sample(BenchAccel::Tcg, 60, 2_000_000, 100),
         ];
         let s = summarise(&accels, &samples);
         assert_eq!(s.runs, 3);
@@ -269,7 +271,7 @@ mod tests {
 
     #[test]
     fn one_accelerator_has_no_ratio() {
-        let s = summarise(&[AccelKind::Tcg], &[sample(AccelKind::Tcg, 5, 10, 1)]);
+        let s = summarise(&[BenchAccel::Tcg], &[sample(BenchAccel::Tcg, 5, 10, 1)]);
         let t = s.table();
         let head: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
         assert_eq!(head, ["metric", "tcg"]);

@@ -9,8 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::qemu_args::VALUE_OPTIONS;
-use crate::bench::{self, BenchConfig};
-use crate::machine::AccelKind;
+use crate::bench::{self, BenchAccel, BenchConfig};
 
 const USAGE: &str = "\
 usage: kemu bench [--runs N] [--svg FILE] [--accel kvm,tcg] [--timeout SECS] [GUEST OPTIONS...]
@@ -20,7 +19,8 @@ time, vCPU time, guest instructions and MIPS (tcg), exits per reason and exits/s
   --runs N         runs per accelerator (default 5)
   --svg FILE       also draw the result as an SVG bar chart
   --accel LIST     accelerators to compare, in order (default kvm,tcg; kvm is skipped without
-                   /dev/kvm)
+                   /dev/kvm); kvm-userirq is KVM with kemu's own interrupt controllers
+                   (-machine kernel-irqchip=off), to set against kvm's in-kernel ones
   --timeout SECS   kill a run after this long (default 120)
 ";
 
@@ -29,7 +29,7 @@ time, vCPU time, guest instructions and MIPS (tcg), exits per reason and exits/s
 struct BenchArgs {
     runs: usize,
     svg: Option<PathBuf>,
-    accels: Vec<AccelKind>,
+    accels: Vec<BenchAccel>,
     timeout: Duration,
     guest: Vec<String>,
     help: bool,
@@ -39,7 +39,7 @@ fn parse(args: &[String]) -> anyhow::Result<BenchArgs> {
     let mut b = BenchArgs {
         runs: 5,
         svg: None,
-        accels: vec![AccelKind::Kvm, AccelKind::Tcg],
+        accels: vec![BenchAccel::Kvm, BenchAccel::Tcg],
         timeout: Duration::from_secs(120),
         guest: Vec::new(),
         help: false,
@@ -75,10 +75,11 @@ fn parse(args: &[String]) -> anyhow::Result<BenchArgs> {
                 let v = value("accel")?;
                 b.accels = v
                     .split(',')
-                    .map(|a| match a {
-                        "kvm" => Ok(AccelKind::Kvm),
-                        "tcg" => Ok(AccelKind::Tcg),
-                        _ => bail!("--accel {v}: unknown accelerator '{a}' (kvm, tcg)"),
+                    .map(|a| match BenchAccel::parse(a) {
+                        Some(a) => Ok(a),
+                        None => {
+                            bail!("--accel {v}: unknown accelerator '{a}' (kvm, kvm-userirq, tcg)")
+                        }
                     })
                     .collect::<anyhow::Result<_>>()?;
             }
@@ -169,12 +170,12 @@ mod tests {
     fn defaults_and_options() {
         let b = p(&[]).unwrap();
         assert_eq!(b.runs, 5);
-        assert_eq!(b.accels, vec![AccelKind::Kvm, AccelKind::Tcg]);
+        assert_eq!(b.accels, vec![BenchAccel::Kvm, BenchAccel::Tcg]);
         assert!(b.guest.is_empty());
         let b = p(&["--runs", "1", "-svg=out.svg", "--accel", "tcg"]).unwrap();
         assert_eq!(b.runs, 1);
         assert_eq!(b.svg, Some(PathBuf::from("out.svg")));
-        assert_eq!(b.accels, vec![AccelKind::Tcg]);
+        assert_eq!(b.accels, vec![BenchAccel::Tcg]);
     }
 
     #[test]

@@ -66,7 +66,9 @@ struct Args {
     /// A device: isa-debug-exit[,iobase=0xf4,iosize=0x04], virtio-blk-pci,drive=ID.
     #[arg(long)]
     device: Vec<String>,
-    /// Machine type and properties: pc[,accel=kvm|tcg][,kernel-irqchip=on].
+    /// Machine type and properties: pc[,accel=kvm|tcg][,kernel-irqchip=on|off]. Under KVM,
+    /// kernel-irqchip=off runs the software CPU's own PIC, PIT, IOAPIC and LAPICs in userspace
+    /// instead of KVM's in-kernel ones (compare with `-d exits` or `info exits`).
     #[arg(long)]
     machine: Option<String>,
     /// Same as -machine.
@@ -241,9 +243,14 @@ fn build_config(a: Args) -> anyhow::Result<MachineConfig> {
     if let Some(v) = &a.accel {
         accel = Some(parse_accel(v)?);
     }
+    let mut kernel_irqchip = true;
     if let Some(m) = a.machine.as_ref().or(a.machine_short.as_ref()) {
-        if let Some(acc) = parse_machine(m)? {
+        let machine = parse_machine(m)?;
+        if let Some(acc) = machine.accel {
             accel = Some(acc);
+        }
+        if let Some(on) = machine.kernel_irqchip {
+            kernel_irqchip = on;
         }
     }
     if let Some(cpu) = &a.cpu {
@@ -278,6 +285,7 @@ fn build_config(a: Args) -> anyhow::Result<MachineConfig> {
     // at the reset vector and shows every step through our firmware.
     let accel = accel.unwrap_or(AccelKind::Tcg);
     let mut cfg = MachineConfig::new(accel, kernel);
+    cfg.kernel_irqchip = kernel_irqchip;
     if let Some(m) = &a.mem {
         cfg.ram_size = parse_mem(m)?;
     }
@@ -425,25 +433,46 @@ fn parse_accel(v: &str) -> anyhow::Result<AccelKind> {
     Ok(kind)
 }
 
-/// `-machine pc[,accel=..][,kernel-irqchip=on]`: returns the accelerator if it names one.
-fn parse_machine(v: &str) -> anyhow::Result<Option<AccelKind>> {
+/// What `-machine` says beyond the machine type.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct MachineProps {
+    /// `accel=`, if given.
+    accel: Option<AccelKind>,
+    /// `kernel-irqchip=on|off`, if given.
+    kernel_irqchip: Option<bool>,
+}
+
+/// `-machine pc[,accel=..][,kernel-irqchip=on|off]`.
+fn parse_machine(v: &str) -> anyhow::Result<MachineProps> {
     let (head, props) = values::split_props(v);
     if let Some(t) = head {
         if t != "pc" && !t.starts_with("pc-i440fx") {
             bail!("-machine {v}: unsupported machine type '{t}' (kemu models the i440FX 'pc')");
         }
     }
-    let mut accel = None;
+    let mut out = MachineProps::default();
     for (k, val) in props {
         match k {
             "type" if val == "pc" || val.starts_with("pc-i440fx") => {}
-            "accel" => accel = Some(parse_accel(val)?),
-            "kernel-irqchip" if val == "on" => {}
-            "kernel-irqchip" => bail!("-machine {v}: kernel-irqchip={val} is not supported yet"),
+            "accel" => out.accel = Some(parse_accel(val)?),
+            "kernel-irqchip" => {
+                out.kernel_irqchip = Some(match val {
+                    "on" | "true" | "yes" => true,
+                    "off" | "false" | "no" => false,
+                    // QEMU's split keeps the LAPICs in the kernel and the IOAPIC/PIC/PIT in
+                    // userspace; kemu has the two whole sets, not that mix.
+                    "split" => bail!(
+                        "-machine {v}: kernel-irqchip=split is not supported (in-kernel LAPICs \
+                         with a userspace IOAPIC); use kernel-irqchip=on (KVM's controllers) \
+                         or off (kemu's own)"
+                    ),
+                    _ => bail!("-machine {v}: kernel-irqchip={val}: expected on, off or split"),
+                });
+            }
             _ => bail!("-machine {v}: unknown property '{k}'"),
         }
     }
-    Ok(accel)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -591,6 +620,26 @@ mod tests {
         assert!(c.drives.is_empty());
         let e = cfg(&["-kernel", "k", "-device", "virtio-blk-pci,drive=d9"]).unwrap_err();
         assert!(one_line(&e).contains("no -drive if=none,id=d9"));
+    }
+
+    #[test]
+    fn kernel_irqchip_on_off_and_split() {
+        let on = cfg(&["-kernel", "k", "-accel", "kvm"]).unwrap();
+        assert!(on.kernel_irqchip, "KVM's irqchip is the default");
+        let off = cfg(&[
+            "-kernel",
+            "k",
+            "-machine",
+            "pc,accel=kvm,kernel-irqchip=off",
+        ])
+        .unwrap();
+        assert_eq!(off.accel, AccelKind::Kvm);
+        assert!(!off.kernel_irqchip);
+        let off = cfg(&["-kernel", "k", "-M", "kernel-irqchip=off"]).unwrap();
+        assert!(!off.kernel_irqchip);
+        let e = cfg(&["-kernel", "k", "-machine", "kernel-irqchip=split"]).unwrap_err();
+        assert!(one_line(&e).contains("split is not supported"), "{e}");
+        assert!(cfg(&["-kernel", "k", "-machine", "kernel-irqchip=maybe"]).is_err());
     }
 
     #[test]

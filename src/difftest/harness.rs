@@ -352,7 +352,7 @@ pub struct Harness {
 impl Harness {
     /// Open `/dev/kvm` and build both VMs.
     pub fn new() -> Result<Harness, HarnessError> {
-        let kvm = KvmAccel::open().map_err(|source| HarnessError::Accel {
+        let kvm = KvmAccel::open(true).map_err(|source| HarnessError::Accel {
             side: "kvm",
             source,
         })?;

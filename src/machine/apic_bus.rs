@@ -1,5 +1,6 @@
-//! The APIC bus of the software-CPU machine: one local APIC per vCPU, the IOAPIC, and the
-//! messages between them.
+//! The APIC bus of the machine's userspace interrupt controllers (the software CPU's, and KVM's
+//! with `kernel-irqchip=off`): one local APIC per vCPU, the IOAPIC, and the messages between
+//! them.
 //!
 //! Data enters as each vCPU's MMIO accesses to its APIC page ([`ApicBus::mmio_read`],
 //! [`ApicBus::mmio_write`], called by `MachineIo` with the vCPU index), as device interrupt lines

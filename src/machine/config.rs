@@ -180,6 +180,10 @@ pub struct QmpConfig {
 pub struct MachineConfig {
     /// The accelerator.
     pub accel: AccelKind,
+    /// Under KVM: KVM's in-kernel PIC, IOAPIC, LAPICs and PIT serve the interrupts (QEMU's
+    /// `kernel-irqchip=on`, the default); false: the software CPU's own devices do, in
+    /// userspace (`kernel-irqchip=off`). The software CPU always uses its own.
+    pub kernel_irqchip: bool,
     /// Guest RAM in bytes.
     pub ram_size: u64,
     /// Number of vCPUs.
@@ -234,6 +238,7 @@ impl MachineConfig {
     pub fn new(accel: AccelKind, kernel: KernelSource) -> Self {
         MachineConfig {
             accel,
+            kernel_irqchip: true,
             ram_size: 128 << 20,
             cpus: 1,
             kernel,

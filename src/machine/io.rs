@@ -1,7 +1,9 @@
 //! The machine's one [`IoHandler`]: port I/O and MMIO routed to the buses the devices sit on.
 //!
 //! The local APIC page is the one MMIO range whose device depends on who asks: with the
-//! software CPU's APIC bus attached, an access there goes to the accessing vCPU's own APIC.
+//! machine's APIC bus attached (software CPU, or KVM with `kernel-irqchip=off`, where the page
+//! arrives as `KVM_EXIT_MMIO` on the accessing vCPU's thread), an access there goes to the
+//! accessing vCPU's own APIC.
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ pub struct MachineIo {
     pub pio: Bus,
     /// MMIO bus (guest-physical addresses outside RAM).
     pub mmio: Bus,
-    /// The per-vCPU local APICs at 0xFEE00000 (software CPU only; KVM's are in the kernel).
+    /// The per-vCPU local APICs at 0xFEE00000 (None under KVM's in-kernel irqchip).
     pub lapics: Option<Arc<ApicBus>>,
 }
 

@@ -1,11 +1,11 @@
-//! The 8259 PIC pair, the 8254 PIT and port 0x61 the software CPU needs from the machine, on
-//! the port bus as on a PC.
+//! The 8259 PIC pair, the 8254 PIT and port 0x61 the software CPU (and KVM with
+//! `kernel-irqchip=off`) needs from the machine, on the port bus as on a PC.
 //!
 //! [`LegacyIrq::build`] puts them on the port bus; the machine then hands the PIC to the APIC
 //! bus (`apic_bus.rs`: ISA lines reach it and the IOAPIC; its INTR reaches the boot CPU through
 //! LINT0) and the PIT to the timer thread (`timers.rs`). A rising INTR kicks the vCPUs, so a
-//! halted CPU wakes. Under KVM none of this exists: the in-kernel irqchip and PIT serve the same
-//! ports.
+//! halted CPU wakes. Under KVM with its in-kernel irqchip none of this exists: KVM's PIC and PIT
+//! serve the same ports.
 
 use std::sync::{Arc, Mutex};
 

@@ -207,9 +207,9 @@ fn read_inputs(config: &MachineConfig) -> Result<(Vec<u8>, Option<Vec<u8>>), Mac
 /// The accelerator, and the software CPU's concrete handle when that is the one.
 type OpenedAccel = (Arc<dyn Accelerator>, Option<Arc<Tcg>>);
 
-fn open_accel(kind: AccelKind) -> Result<OpenedAccel, MachineError> {
+fn open_accel(kind: AccelKind, kernel_irqchip: bool) -> Result<OpenedAccel, MachineError> {
     Ok(match kind {
-        AccelKind::Kvm => (Arc::new(KvmAccel::open()?), None),
+        AccelKind::Kvm => (Arc::new(KvmAccel::open(kernel_irqchip)?), None),
         AccelKind::Tcg => {
             let tcg = Arc::new(Tcg::new());
             (tcg.clone(), Some(tcg))
@@ -292,7 +292,7 @@ fn run_once(
     handle: &Arc<handle::MachineHandle>,
 ) -> Result<Outcome, MachineError> {
     let started = std::time::Instant::now();
-    let (accel, tcg) = open_accel(config.accel)?;
+    let (accel, tcg) = open_accel(config.accel, config.kernel_irqchip)?;
     // Under KVM the ROM is one more memory slot; the software CPU reads it as a device.
     let rom_in_ram = config.accel == AccelKind::Kvm;
     let rom_slot = match inputs.rom {
@@ -326,28 +326,30 @@ fn run_once(
         None => Arc::new(HostClock::new()),
     };
     let mut pio = crate::devices::Bus::new();
-    // Under KVM the in-kernel irqchip, PIT and APICs serve these; our CPU needs ours.
-    let soft_irq = match &tcg {
-        Some(tcg) => {
-            let legacy = legacy_irq::LegacyIrq::build(&mut pio, &control, clock.clone())
-                .map_err(pc::bus_err)?;
-            let apics = apic_bus::ApicBus::new(
-                config.cpus,
-                clock.clone(),
-                legacy.pic.clone(),
-                control.clone(),
-            );
-            for id in 0..config.cpus {
-                tcg.set_interrupt_source_for(id, apics.interrupt_source(id));
-            }
-            if icount.is_some() {
-                apics.kick_on_timer_write();
-            }
+    // Under KVM the in-kernel irqchip, PIT and APICs serve these unless the user asked for
+    // ours (kernel-irqchip=off); our CPU always needs ours.
+    let soft_irq = if tcg.is_some() || !config.kernel_irqchip {
+        let legacy =
+            legacy_irq::LegacyIrq::build(&mut pio, &control, clock.clone()).map_err(pc::bus_err)?;
+        let apics = apic_bus::ApicBus::new(
+            config.cpus,
+            clock.clone(),
+            legacy.pic.clone(),
+            control.clone(),
+        );
+        for id in 0..config.cpus {
+            accel.set_interrupt_source(id, apics.interrupt_source(id))?;
+        }
+        if icount.is_some() {
+            apics.kick_on_timer_write();
+        }
+        if let Some(tcg) = &tcg {
             let tsc_clock = clock.clone();
             tcg.set_time_source(Arc::new(move || tsc_clock.now_ns()));
-            Some((legacy, apics))
         }
-        None => None,
+        Some((legacy, apics))
+    } else {
+        None
     };
     let chip = soft_irq
         .as_ref()

@@ -1,4 +1,5 @@
-//! Timer delivery for the software-CPU machine: turns the PIT's channel-0 edges and the local
+//! Timer delivery for the machine's userspace interrupt controllers (the software CPU's, and
+//! KVM's with `kernel-irqchip=off`): turns the PIT's channel-0 edges and the local
 //! APIC timers' expiries into interrupts.
 //!
 //! Neither device runs on its own (their counters are computed from the machine's clock), so

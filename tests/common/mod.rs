@@ -122,37 +122,49 @@ pub fn kvm_or_skip(test: &str) -> bool {
 /// `expected` and its exit status. Returns false (after a loud skip line) when KVM is asked
 /// for and absent.
 pub fn run_guest(accel: &str, file: &str, expected_name: &str, status: i32, smp: &str) -> bool {
+    run_guest_with(accel, &[], file, expected_name, status, smp)
+}
+
+/// [`run_guest`] with `extra` arguments after the usual ones (e.g. `-machine
+/// kernel-irqchip=off`).
+pub fn run_guest_with(
+    accel: &str,
+    extra: &[&str],
+    file: &str,
+    expected_name: &str,
+    status: i32,
+    smp: &str,
+) -> bool {
     if accel == "kvm" && !kvm_or_skip(file) {
         return false;
     }
     let path = guest(file);
-    let r = kemu(
-        &[
-            "-accel",
-            accel,
-            "-m",
-            "128",
-            "-smp",
-            smp,
-            "-kernel",
-            path.to_str().unwrap(),
-            "-nographic",
-            "-no-reboot",
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        ],
-        Duration::from_secs(120),
-    );
+    let mut args = vec![
+        "-accel",
+        accel,
+        "-m",
+        "128",
+        "-smp",
+        smp,
+        "-kernel",
+        path.to_str().unwrap(),
+        "-nographic",
+        "-no-reboot",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+    ];
+    args.extend_from_slice(extra);
+    let r = kemu(&args, Duration::from_secs(120));
     let want = expected(expected_name);
     assert_eq!(
         r.stdout, want,
-        "{file} under {accel}: serial output differs; stderr: {}",
+        "{file} under {accel} {extra:?}: serial output differs; stderr: {}",
         r.stderr
     );
     assert_eq!(
         r.status,
         Some(status),
-        "{file} under {accel}: stderr: {}",
+        "{file} under {accel} {extra:?}: stderr: {}",
         r.stderr
     );
     true

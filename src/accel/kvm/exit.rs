@@ -70,7 +70,10 @@ pub fn handle(
             stats.count(vcpu, ExitReason::Shutdown);
             Next::Return(VcpuExit::Shutdown)
         }
-        KvmExit::IrqWindowOpen => {
+        // Without an in-kernel APIC: the guest can take an interrupt now (the run loop injects
+        // it before re-entering), or lowered CR8. CR8 is its own register here, as in the
+        // software CPU; the machine's APIC keeps its memory-mapped TPR.
+        KvmExit::IrqWindowOpen | KvmExit::SetTpr => {
             stats.count(vcpu, ExitReason::IrqWindow);
             Next::Resume
         }
@@ -143,5 +146,15 @@ mod tests {
         assert_eq!(next, Next::Return(VcpuExit::Halt));
         let next = handle(KvmExit::InternalError, 0, 0, &io, &stats);
         assert!(matches!(next, Next::Fatal(_)));
+    }
+
+    #[test]
+    fn irqchip_exits_of_a_userspace_apic_resume() {
+        let io = Recorder::default();
+        let stats = ExitStats::new(1);
+        for e in [KvmExit::IrqWindowOpen, KvmExit::SetTpr] {
+            assert_eq!(handle(e, 0, 0, &io, &stats), Next::Resume);
+        }
+        assert_eq!(stats.get(0, ExitReason::IrqWindow), 2);
     }
 }

@@ -1,5 +1,9 @@
 //! One KVM vCPU: its setup (CPUID, MSRs, FPU, LAPIC wiring), the `KVM_RUN` loop, and the crash
 //! report when KVM gives up on the guest.
+//!
+//! With the in-kernel irqchip, KVM delivers interrupts and wakes HLT by itself. Without it
+//! (`kernel-irqchip=off`), the vCPU carries a [`UserspaceIrq`] that injects the machine's APIC
+//! interrupts before each entry, and a HLT comes back to the machine as [`VcpuExit::Halt`].
 
 use std::sync::Arc;
 
@@ -12,9 +16,10 @@ use super::exit::{self, Next};
 use super::kick::{self, KvmKicker};
 use super::regs;
 use super::setup_err;
+use super::userspace_irq::{self, UserspaceIrq};
 use crate::accel::{
-    AccelError, CrashReport, DebugConfig, ExitReason, FpuRegs, Kicker, Vcpu, VcpuContext, VcpuExit,
-    VcpuState,
+    AccelError, CrashReport, DebugConfig, ExitReason, FpuRegs, InterruptSource, Kicker, Vcpu,
+    VcpuContext, VcpuExit, VcpuState,
 };
 
 /// MSRs given a defined value at creation, as a BIOS would leave them.
@@ -56,11 +61,20 @@ pub struct KvmVcpu {
     ctx: VcpuContext,
     kicker: Arc<KvmKicker>,
     bound: bool,
+    /// The machine's local APIC for this vCPU, without an in-kernel irqchip.
+    irq: Option<UserspaceIrq>,
 }
 
 impl KvmVcpu {
-    /// Configure a freshly created vCPU fd.
-    pub fn new(id: usize, fd: VcpuFd, ctx: VcpuContext, cpuid: &CpuId) -> Result<Self, AccelError> {
+    /// Configure a freshly created vCPU fd. `interrupts` is the vCPU's input from the machine's
+    /// userspace interrupt controllers when the VM has no in-kernel irqchip (None: KVM's).
+    pub fn new(
+        id: usize,
+        fd: VcpuFd,
+        ctx: VcpuContext,
+        cpuid: &CpuId,
+        interrupts: Option<Arc<dyn InterruptSource>>,
+    ) -> Result<Self, AccelError> {
         kick::install_handler().map_err(|source| AccelError::Setup {
             what: "kick signal handler".into(),
             source,
@@ -83,17 +97,26 @@ impl KvmVcpu {
             ..Default::default()
         };
         fd.set_fpu(&fpu).map_err(setup_err("KVM_SET_FPU"))?;
-        // Virtual wire: the PIC's INTR reaches the CPU through LINT0, NMIs through LINT1.
-        let mut lapic = fd.get_lapic().map_err(setup_err("KVM_GET_LAPIC"))?;
-        set_lapic_reg(&mut lapic.regs, APIC_LVT_LINT0, APIC_MODE_EXTINT);
-        set_lapic_reg(&mut lapic.regs, APIC_LVT_LINT1, APIC_MODE_NMI);
-        fd.set_lapic(&lapic).map_err(setup_err("KVM_SET_LAPIC"))?;
+        if interrupts.is_some() {
+            // No in-kernel APIC to reset the APIC base MSR (the machine's APIC sits at the
+            // address it names; the guest reads it to find the APIC).
+            let mut sregs = fd.get_sregs().map_err(setup_err("KVM_GET_SREGS"))?;
+            sregs.apic_base = userspace_irq::reset_apic_base(id);
+            fd.set_sregs(&sregs).map_err(setup_err("KVM_SET_SREGS"))?;
+        } else {
+            // Virtual wire: the PIC's INTR reaches the CPU through LINT0, NMIs through LINT1.
+            let mut lapic = fd.get_lapic().map_err(setup_err("KVM_GET_LAPIC"))?;
+            set_lapic_reg(&mut lapic.regs, APIC_LVT_LINT0, APIC_MODE_EXTINT);
+            set_lapic_reg(&mut lapic.regs, APIC_LVT_LINT1, APIC_MODE_NMI);
+            fd.set_lapic(&lapic).map_err(setup_err("KVM_SET_LAPIC"))?;
+        }
         Ok(KvmVcpu {
             id,
             fd,
             ctx,
             kicker: Arc::new(KvmKicker::default()),
             bound: false,
+            irq: interrupts.map(|source| UserspaceIrq::new(id, source)),
         })
     }
 
@@ -158,8 +181,18 @@ impl Vcpu for KvmVcpu {
             if self.kicker.take() {
                 return Ok(VcpuExit::Interrupted);
             }
+            if let Some(irq) = &mut self.irq {
+                if !irq.before_entry(self.id, &mut self.fd)? {
+                    // Halted or waiting for STARTUP: the machine sleeps until a wake-up.
+                    return Ok(VcpuExit::Halt);
+                }
+            }
             let run_ptr: *const kvm_run = self.fd.get_kvm_run();
-            let next = match self.fd.run() {
+            let result = self.fd.run();
+            if let Some(irq) = &mut self.irq {
+                irq.exited();
+            }
+            let next = match result {
                 Ok(e) => {
                     // SAFETY: `run_ptr` points at the vCPU's kvm_run mapping, alive as long as
                     // `self.fd`; KVM_RUN has returned, so the kernel is not writing it, and the
@@ -176,6 +209,12 @@ impl Vcpu for KvmVcpu {
             };
             match next {
                 Next::Resume => {}
+                // Without the in-kernel APIC, look at ours first: an interrupt already pending
+                // ends the HLT at once; otherwise the next pass returns Halt without entering.
+                Next::Return(VcpuExit::Halt) => match &mut self.irq {
+                    Some(irq) => irq.halt(),
+                    None => return Ok(VcpuExit::Halt),
+                },
                 Next::Return(exit) => return Ok(exit),
                 Next::Fatal(mut reason) => {
                     if reason == "KVM internal error" {
@@ -202,7 +241,11 @@ impl Vcpu for KvmVcpu {
             .map_err(setup_err("KVM_SET_SREGS"))?;
         self.fd
             .set_regs(&regs::regs_to_kvm(state))
-            .map_err(setup_err("KVM_SET_REGS"))
+            .map_err(setup_err("KVM_SET_REGS"))?;
+        if let Some(irq) = &mut self.irq {
+            irq.state_was_set();
+        }
+        Ok(())
     }
 
     fn kicker(&self) -> Arc<dyn Kicker> {

@@ -152,6 +152,15 @@ impl Accelerator for Tcg {
         self.irq.clone()
     }
 
+    fn set_interrupt_source(
+        &self,
+        id: usize,
+        source: Arc<dyn InterruptSource>,
+    ) -> Result<(), AccelError> {
+        self.set_interrupt_source_for(id, source);
+        Ok(())
+    }
+
     fn create_vcpu(&self, id: usize, ctx: VcpuContext) -> Result<Box<dyn Vcpu>, AccelError> {
         let mut vcpu = TcgVcpu::new(id, ctx);
         vcpu.interrupts = self
