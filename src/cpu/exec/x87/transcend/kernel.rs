@@ -214,3 +214,43 @@ pub fn atan2(y: Quad, x: Quad) -> Quad {
         a
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// |a - b| ≤ 2^-100·|b|: far tighter than the 2^-64 the results are rounded to.
+    fn close(a: Quad, b: Quad) -> bool {
+        let tol = b.abs().scalbn(-100);
+        sub(a, b).abs() <= tol
+    }
+
+    #[test]
+    fn atan_table_agrees_with_sine_and_cosine() {
+        for j in 1..=6u128 {
+            let a = q(ATAN_J8[j as usize - 1]);
+            let t = div(sin(a), cos(a));
+            assert!(close(t, div(int(j), int(8))), "tan(atan({j}/8))");
+        }
+    }
+
+    #[test]
+    fn pythagoras_and_known_values() {
+        let r = div(int(7), int(10));
+        let (s, c) = (sin(r), cos(r));
+        assert!(close(add(mul(s, s), mul(c, c)), int(1)));
+        // log₂ 3 from a 64-bit significand 0xC000...·2^-62.
+        let l3 = log2(0xC000_0000_0000_0000, -62);
+        assert!(
+            close(exp2m1(sub(l3, int(1))), div(int(1), int(2))),
+            "2^(log₂3 - 1) - 1"
+        );
+        assert!(close(
+            log2_1p(div(int(1), int(4))),
+            log2(0xA000_0000_0000_0000, -63)
+        ));
+        let quarter = atan2(int(1), int(1));
+        assert!(close(quarter, q(PI_4)));
+        assert!(close(atan2(int(1), -int(1)), q(PI3_4)));
+    }
+}

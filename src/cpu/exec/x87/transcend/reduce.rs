@@ -16,7 +16,7 @@ use super::super::{neg_of, to_quad, F80};
 
 /// π₆₆ as an integer: π = `PI66 · 2^-64` to 66 bits (the 67th and 68th bits of π are 0, so
 /// rounding and truncation agree). `PI66 · 2^-65` is π₆₆/2.
-pub const PI66: u128 = 0xC90F_DAA2_2168_C234_C >> 2;
+pub const PI66: u128 = 0x000C_90FD_AA22_168C_234C >> 2;
 
 /// |x| below this needs no reduction (the nearest multiple of π/2 is 0): 0.75 < π/4.
 fn small(x: F80) -> bool {
@@ -68,17 +68,18 @@ mod tests {
     use crate::cpu::exec::x87::f80;
 
     #[test]
-    fn fldpi_reduces_to_pi66_minus_pi64() {
-        // FLDPI = 0xC90FDAA22168C235·2^-62 = k=2 multiples of π₆₆/2 plus -2^-64.
+    fn fldpi_reduces_to_pi64_minus_pi66() {
+        // FLDPI = 0xC90FDAA22168C235·2^-62 = π₆₆ + 2^-64 (π₆₆ ends in ...C234 and 0b11 after):
+        // two multiples of π₆₆/2 plus 2^-64, so FSIN gives -sin(2^-64).
         let (r, k) = reduce(f80(false, 0x4000, 0xC90F_DAA2_2168_C235));
+        assert_eq!(k, 2);
+        assert_eq!(r.to_bits(), Quad::from_u128(1).value.scalbn(-64).to_bits());
+        let (r, k) = reduce(f80(true, 0x4000, 0xC90F_DAA2_2168_C235));
         assert_eq!(k, 2);
         assert_eq!(
             r.to_bits(),
             (-Quad::from_u128(1).value.scalbn(-64)).to_bits()
         );
-        let (r, k) = reduce(f80(true, 0x4000, 0xC90F_DAA2_2168_C235));
-        assert_eq!(k, 2);
-        assert_eq!(r.to_bits(), Quad::from_u128(1).value.scalbn(-64).to_bits());
     }
 
     #[test]
