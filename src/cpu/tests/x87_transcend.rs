@@ -53,6 +53,9 @@ const CASES: &[(Op, u16, F, F, F, F, u16)] = &[
         (Op::Fyl2xp1, 0xb7f, (0xbffc, 0x8888888888888888), (0x4001, 0xa000000000000000), (0xbfff, 0x8420e96961fbd4f5), (0xffff, 0xc000000000000000), 0x3820),
         (Op::Fpatan, 0x37f, (0xc001, 0xe000000000000000), (0x4000, 0xc000000000000000), (0x4000, 0xaf261b65008c5160), (0xffff, 0xc000000000000000), 0x3a20),
         (Op::Fsin, 0x37f, (0x4033, 0xd6bf94d5e57a42bc), (0x0, 0x0), (0xbffe, 0xf49d5ea63d069b64), (0x0000, 0x0), 0x3020),
+        (Op::F2xm1, 0xf7f, (0x3fff, 0x8000000000000000), (0x0, 0x0), (0x3ffe, 0xffffffffffffffff), (0x0000, 0x0), 0x3020),
+        (Op::F2xm1, 0x77f, (0xbfff, 0x8000000000000000), (0x0, 0x0), (0xbffe, 0x8000000000000000), (0x0000, 0x0), 0x3020),
+        (Op::Fyl2x, 0xf7f, (0x4040, 0x8000000000000000), (0xbfff, 0x8000000000000000), (0xc005, 0x8200000000000000), (0xffff, 0xc000000000000000), 0x3820),
 ];
 
 fn run_case(op: Op, fcw: u16, x: F, y: F) -> (F, F, u16) {
@@ -115,4 +118,57 @@ fn fsin_of_fldpi_reveals_the_66_bit_pi() {
         0x0200,
         "C1 (rounded up in magnitude), C2 clear"
     );
+}
+
+/// Stack faults, FSW and results recorded on the host: FSIN of an empty register, FPATAN
+/// with one value, FPTAN and FSINCOS on a full stack (C1 = 1, both slots the indefinite).
+#[test]
+fn stack_faults_match_the_host() {
+    type Prog = fn(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>;
+    let full = |a: &mut CodeAssembler| -> Result<(), iced_x86::IcedError> {
+        for _ in 0..7 {
+            a.fld1()?;
+        }
+        a.fldpi()
+    };
+    let cases: [(&str, Prog, u16, bool); 4] = [
+        ("fsin empty", |a| a.fsin(), 0x0041, false),
+        (
+            "fpatan one value",
+            |a| {
+                a.fld1()?;
+                a.fpatan()
+            },
+            0x0041,
+            false,
+        ),
+        ("fptan full", |a| a.fptan(), 0x3a41, true),
+        ("fsincos full", |a| a.fsincos(), 0x3a41, true),
+    ];
+    for (name, body, fsw, fill) in cases {
+        let mut g = Guest::new();
+        let code = asm(64, |a| {
+            a.mov(rbx, DATA)?;
+            a.fninit()?;
+            if fill {
+                full(a)?;
+            }
+            body(a)?;
+            a.fnstsw(word_ptr(rbx))?;
+            a.fstp(tword_ptr(rbx + 16))?;
+            a.fstp(tword_ptr(rbx + 32))?;
+            a.hlt()
+        });
+        g.set_long(&code);
+        assert_eq!(g.run(), CpuExit::Halt);
+        assert_eq!(g.read_u64(DATA) as u16, fsw, "{name}: FSW");
+        assert_eq!(
+            (g.read_u64(DATA + 24) as u16, g.read_u64(DATA + 16)),
+            (0xffff, 0xc000_0000_0000_0000),
+            "{name}: ST(0) is the indefinite"
+        );
+        if fill {
+            assert_eq!(g.read_u64(DATA + 40) as u16, 0xffff, "{name}: ST(1)");
+        }
+    }
 }
