@@ -185,3 +185,40 @@ pub fn transcend_block(
         ops: chosen,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_deterministic_and_use_every_instruction() {
+        let all: Vec<usize> = (0..OPS.len()).collect();
+        let a = transcend_block(&mut Rng::new(3), &all, 0x1000).unwrap();
+        let b = transcend_block(&mut Rng::new(3), &all, 0x1000).unwrap();
+        assert_eq!(a.block.bytes, b.block.bytes);
+        assert_eq!(a.operands, b.operands);
+        let mut seen = [false; OPS.len()];
+        for seed in 0..20 {
+            let t = transcend_block(&mut Rng::new(seed), &all, 0x1000).unwrap();
+            for (c, &op) in t.ops.iter().enumerate() {
+                seen[op] = true;
+                assert_eq!(t.block.instrs[8 * c + 4].code(), OPS[op]);
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn near_half_pi_is_close_to_a_multiple() {
+        let mut rng = Rng::new(9);
+        for _ in 0..100 {
+            let (se, m) = near_half_pi(&mut rng);
+            let x = m as f64 * 2f64.powi(i32::from(se & 0x7fff) - 16383 - 63);
+            let k = (x / std::f64::consts::FRAC_PI_2).round();
+            assert!(
+                (x - k * std::f64::consts::FRAC_PI_2).abs() < 1e-6 * k.max(1.0),
+                "{x}"
+            );
+        }
+    }
+}
