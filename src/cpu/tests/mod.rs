@@ -10,6 +10,7 @@ mod programs;
 mod strings;
 mod system;
 mod x87;
+mod x87_transcend;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};

@@ -221,26 +221,6 @@ fn fsave_frstor_real_mode() {
 }
 
 #[test]
-fn transcendentals_use_host_math() {
-    let mut g = Guest::new();
-    run64(&mut g, |a| {
-        a.fninit()?;
-        a.fld1()?;
-        a.fld1()?;
-        a.fpatan()?; // atan2(1, 1) = pi/4
-        a.fstp(qword_ptr(rbx))?;
-        a.fldz()?;
-        a.fsincos()?; // st0 = cos 0 = 1, st1 = sin 0 = 0
-        a.fstp(qword_ptr(rbx + 8))?;
-        a.fstp(qword_ptr(rbx + 16))
-    });
-    let v = f64::from_bits(g.read_u64(DATA));
-    assert!((v - std::f64::consts::FRAC_PI_4).abs() < 1e-15);
-    assert_eq!(f64::from_bits(g.read_u64(DATA + 8)), 1.0);
-    assert_eq!(f64::from_bits(g.read_u64(DATA + 16)), 0.0);
-}
-
-#[test]
 fn bcd_roundtrip_and_fcmov() {
     let mut g = Guest::new();
     g.write_u64(DATA, 0x0000_0000_9876_5432);

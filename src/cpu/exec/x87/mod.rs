@@ -8,8 +8,9 @@
 //! significands) is honoured by computing in IEEE quad (113 bits, the same exponent range as
 //! the 80-bit format, wide enough that the second rounding is harmless) and rounding once to a
 //! 24- or 53-bit semantics with x87's exponent range. The transcendental instructions
-//! (`transcend.rs`) go through host `f64` math: their results are *not* bit-exact at 64-bit
-//! precision.
+//! (`transcend.rs` and `transcend/`) compute in quad precision after an exact reduction by
+//! the x87's 66-bit π and round once: correctly rounded, which the host CPU is not quite (it
+//! differs by one ulp on 0.5-12% of random operands, see `difftest::transcend`).
 //!
 //! Exceptions follow the masked/unmasked model: a masked exception sets its FSW flag and the
 //! instruction produces the default result (QNaN indefinite, ±∞, a denormal...); an unmasked
@@ -21,7 +22,8 @@
 //! Files: `arith.rs` (add/sub/mul/div, sqrt, rounding, scale, remainder), `load_store.rs`
 //! (loads, stores, integer and BCD conversions, constants, FXCH, FCMOVcc), `compare.rs`
 //! (FCOM family, FTST, FXAM), `control.rs` (control/status words, environment, FSAVE/FRSTOR,
-//! FWAIT), `transcend.rs` (FSIN...FYL2XP1). FXSAVE/FXRSTOR live in `exec/fxsave.rs`.
+//! FWAIT), `special.rs` (FSQRT, FRNDINT, FSCALE, FXTRACT, FPREM), `transcend.rs` (FSIN...FYL2XP1,
+//! numerics in `transcend/`). FXSAVE/FXRSTOR live in `exec/fxsave.rs`.
 
 pub mod arith;
 pub mod compare;
