@@ -112,6 +112,8 @@ pub mod msr {
     pub const TSC: u32 = 0x10;
     /// APIC base.
     pub const APIC_BASE: u32 = 0x1b;
+    /// Platform ID (IA32_PLATFORM_ID): which microcode a family-6 Intel part takes.
+    pub const PLATFORM_ID: u32 = 0x17;
     /// Microcode update signature (IA32_BIOS_SIGN_ID).
     pub const BIOS_SIGN_ID: u32 = 0x8b;
     /// SYSENTER CS.

@@ -34,6 +34,9 @@ impl Cpu {
             msr::TSC_AUX => m.tsc_aux,
             // No microcode: the signature reads 0 (Linux writes 0, runs CPUID, reads it back).
             msr::BIOS_SIGN_ID => 0,
+            // Platform 0 (Linux's microcode loader reads it on every family-6 Intel CPU, as
+            // we present ourselves, and warns when it faults).
+            msr::PLATFORM_ID => 0,
             _ => return None,
         })
     }

@@ -422,3 +422,12 @@ fn call_gate_to_inner_privilege_with_parameter() {
     );
     assert_eq!(g.cpu.state.cpl(), 3);
 }
+
+/// Linux's microcode loader reads IA32_PLATFORM_ID on family-6 Intel CPUs (as we present
+/// ourselves) and prints an "unchecked MSR access" trace when it faults.
+#[test]
+fn platform_id_and_microcode_signature_read_zero() {
+    let g = Guest::new();
+    assert_eq!(g.cpu.read_msr(0x17), Some(0));
+    assert_eq!(g.cpu.read_msr(0x8b), Some(0));
+}
