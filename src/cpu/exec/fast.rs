@@ -494,17 +494,16 @@ impl Cpu {
         self.write_seg(seg, off, size, v)
     }
 
+    /// Branch-free: one shared handler serves every addressing form, so a branch on "has a
+    /// base" would be mispredicted whenever neighbouring instructions differ.
     #[inline(always)]
     fn fast_ea(&self, m: &Mem) -> u64 {
         let g = &self.state.gpr;
-        let mut a = m.disp;
-        if let Some(b) = g.get(m.base as usize) {
-            a = a.wrapping_add(*b);
-        }
-        if let Some(x) = g.get(m.index as usize) {
-            a = a.wrapping_add(*x << m.shift);
-        }
-        a & m.mask
+        // All ones for a register index (0-15), zero for NONE (16).
+        let present = |r: u8| u64::from(r >> 4).wrapping_sub(1);
+        let b = g[m.base as usize & 15] & present(m.base);
+        let x = (g[m.index as usize & 15] & present(m.index)) << m.shift;
+        m.disp.wrapping_add(b).wrapping_add(x) & m.mask
     }
 
     #[inline(always)]
