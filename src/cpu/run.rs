@@ -94,7 +94,7 @@ impl Cpu {
                 self.trace_cpu();
             }
             // SAFETY: the block stays alive until the next `collect` above, which runs only
-            // after this iteration is done with it (see the decode module doc).
+            // after this iteration is done with it (see the `decode::cache` module doc).
             let insns = unsafe { block.insns() };
             self.block_mode = super::exec::fast::BlockMode::of(&self.state);
             let room = usize::try_from(budget - *executed).unwrap_or(usize::MAX);
