@@ -38,6 +38,12 @@ pub struct CodeWatch {
     sharers: usize,
 }
 
+/// Byte offsets of the two counters, for translated code that polls them (`cpu::jit`).
+pub(crate) mod layout {
+    pub const EPOCH: usize = std::mem::offset_of!(super::CodeWatch, epoch);
+    pub const MARKS: usize = std::mem::offset_of!(super::CodeWatch, marks);
+}
+
 impl CodeWatch {
     /// A watch over guest RAM up to `last_addr` for `sharers` vCPUs.
     pub fn new(last_addr: u64, sharers: usize) -> Self {

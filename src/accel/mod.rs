@@ -8,7 +8,7 @@
 //!
 //! Every layer may import this module; it imports nothing from `cpu/`, `devices/` or `machine/`.
 
-mod code_watch;
+pub(crate) mod code_watch;
 mod debug;
 pub mod kvm;
 mod report;

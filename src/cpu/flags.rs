@@ -44,21 +44,22 @@ pub const ARITH: u64 = CF | PF | AF | ZF | SF | OF;
 /// Bits software can change at all (the rest read as fixed values).
 pub const WRITABLE: u64 = ARITH | TF | IF | DF | IOPL | NT | RF | VM | AC | VIF | VIP | ID;
 
-/// Which operation produced the pending lazy flags.
+/// Which operation produced the pending lazy flags (one byte: translated code stores it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum FlagOp {
     /// Flags are materialised in `bits`.
-    None,
+    None = 0,
     /// `r = a + b (+ carry)`.
-    Add,
+    Add = 1,
     /// `r = a - b (- borrow)`.
-    Sub,
+    Sub = 2,
     /// AND/OR/XOR/TEST: CF = OF = 0.
-    Logic,
+    Logic = 3,
     /// INC (CF kept in `bits`).
-    Inc,
+    Inc = 4,
     /// DEC (CF kept in `bits`).
-    Dec,
+    Dec = 5,
 }
 
 /// RFLAGS, with the arithmetic part possibly pending.
@@ -85,6 +86,18 @@ impl Default for Flags {
     }
 }
 
+/// Byte offsets of the [`Flags`] fields, for translated code that records lazy flags itself
+/// (`cpu::jit`): `op` is one byte, `size` four, the rest eight.
+pub(crate) mod layout {
+    use super::Flags;
+    pub const BITS: usize = std::mem::offset_of!(Flags, bits);
+    pub const OP: usize = std::mem::offset_of!(Flags, op);
+    pub const SIZE: usize = std::mem::offset_of!(Flags, size);
+    pub const A: usize = std::mem::offset_of!(Flags, a);
+    pub const B: usize = std::mem::offset_of!(Flags, b);
+    pub const R: usize = std::mem::offset_of!(Flags, r);
+}
+
 /// All-ones mask for an operand of `bits` bits.
 #[inline]
 pub fn mask(bits: u32) -> u64 {
@@ -105,14 +118,20 @@ impl Flags {
     #[inline]
     pub fn set_lazy(&mut self, op: FlagOp, bits: u32, a: u64, b: u64, r: u64) {
         if matches!(op, FlagOp::Inc | FlagOp::Dec) {
-            let cf = self.cf();
-            self.bits = (self.bits & !CF) | u64::from(cf);
+            self.fold_cf();
         }
         self.op = op;
         self.size = bits.clamp(8, 64);
         self.a = a;
         self.b = b;
         self.r = r;
+    }
+
+    /// Make the bits' CF current (INC and DEC keep CF while the rest turns lazy).
+    #[inline]
+    pub(crate) fn fold_cf(&mut self) {
+        let cf = self.cf();
+        self.bits = (self.bits & !CF) | u64::from(cf);
     }
 
     #[inline]

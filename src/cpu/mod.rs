@@ -18,6 +18,7 @@ pub mod fault;
 pub mod flags;
 pub mod fpu_state;
 pub mod interrupt;
+pub mod jit;
 pub mod mmu;
 pub mod run;
 pub mod state;
@@ -86,6 +87,12 @@ pub struct Cpu {
     pub(crate) fast_forms: bool,
     /// Retired instructions reach the shared counters once this many have gathered.
     pub(crate) report_every: u64,
+    /// Hot blocks as host code (`cpu::jit`).
+    pub jit: jit::Jit,
+    /// The fault a translated block's call-out met, for the run loop to deliver.
+    pub(crate) jit_fault: Option<fault::Fault>,
+    /// What a translated loop checks before it goes round again (set by the run loop).
+    pub(crate) jit_ctx: jit::LoopCtx,
 }
 
 impl Cpu {
@@ -124,6 +131,9 @@ impl Cpu {
             block_mode: exec::fast::BlockMode::default(),
             fast_forms: true,
             report_every: run::REPORT_EVERY,
+            jit: jit::Jit::new(true),
+            jit_fault: None,
+            jit_ctx: jit::LoopCtx::default(),
         }
     }
 
@@ -196,6 +206,8 @@ impl Cpu {
         let tsc = self.tsc();
         self.time = Some(time);
         self.set_tsc(tsc);
+        // Translated loops advance an instruction-counting TSC themselves: translate again.
+        self.blocks.clear();
     }
 
     /// The time-stamp counter now.

@@ -111,7 +111,47 @@ impl Cpu {
             let watch = !self.breakpoints.is_empty();
             let mut at_breakpoint = false;
             let ip_mask = block.ip_mask;
-            for d in &insns[..limit] {
+            let whole = limit == insns.len() && !inhibit && !single_step && !watch;
+            let entry = if whole && self.jit.enabled {
+                self.jit_entry(block)
+            } else {
+                None
+            };
+            // Instructions retired by a translated loop's extra passes (the TSC has them).
+            let mut looped = 0;
+            if let Some(entry) = entry {
+                let budget = if self.trace.mask.cpu {
+                    // Traced: one pass per block, as interpreted.
+                    0
+                } else {
+                    (room - insns.len()) as u64
+                };
+                self.jit_ctx.budget = budget;
+                self.jit_ctx.kick = kick as *const AtomicBool as usize;
+                self.jit_ctx.watch = std::sync::Arc::as_ptr(&self.code) as usize;
+                // SAFETY: `entry` is the translation of `block`, which stays alive for this
+                // iteration; it is entered with this Cpu, which nothing else uses meanwhile
+                // (the translation reaches it only through the pointer it is given), and
+                // `jit_ctx` points at the kick flag and code watch, alive for the call.
+                let word = unsafe { entry(self as *mut Cpu) };
+                looped = budget - self.jit_ctx.budget;
+                let index = word & 0xffff_ffff;
+                retired = index + 1;
+                if word >> 32 == super::jit::FAULT {
+                    if let Some(f) = self.jit_fault.take() {
+                        if f != Fault::Halt {
+                            retired = index;
+                        }
+                        result = self.fault(f);
+                    }
+                }
+            }
+            let insns = if entry.is_some() {
+                &[][..]
+            } else {
+                &insns[..limit]
+            };
+            for d in insns {
                 if watch && self.breakpoints.contains(&self.linear_rip()) {
                     at_breakpoint = true;
                     break;
@@ -147,6 +187,7 @@ impl Cpu {
             if self.tsc_counts_instructions() {
                 self.state.tsc = self.state.tsc.wrapping_add(retired);
             }
+            retired += looped;
             *unreported += retired;
             if *unreported >= self.report_every {
                 self.stats.add_instructions(self.id, *unreported);

@@ -16,6 +16,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::{ip_mask, Block, DecodedInsn};
+use crate::cpu::jit::BlockJit;
 
 /// The cache is dropped wholesale past this many blocks (simple, bounded memory).
 const MAX_BLOCKS: usize = 1 << 16;
@@ -58,11 +59,11 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 /// entries of 32 bytes: a booting Linux kernel keeps more hot blocks than 4 Ki entries hold).
 const FAST_BITS: u32 = 14;
 
-/// A block as the run loop sees it: its instructions and the RIP mask of its code size.
+/// A block as the run loop sees it: its instructions, its JIT state and the RIP mask of its
+/// code size.
 #[derive(Clone, Copy)]
 pub struct BlockRef {
-    insns: *const DecodedInsn,
-    len: usize,
+    block: *const Block,
     /// RIP wraps to this (see [`Block::ip_mask`]).
     pub ip_mask: u64,
 }
@@ -77,10 +78,18 @@ unsafe impl Send for FastSlot {}
 impl BlockRef {
     pub(super) fn of(b: &Block) -> Self {
         BlockRef {
-            insns: b.insns.as_ptr(),
-            len: b.insns.len(),
+            block: b,
             ip_mask: b.ip_mask,
         }
+    }
+
+    /// The block's JIT state (valid as long as [`BlockRef::insns`] is).
+    #[inline]
+    pub fn jit<'a>(self) -> &'a BlockJit {
+        // SAFETY: `block` points to a block the cache (or its retired list) keeps alive until
+        // the next `collect`, which the run loop calls only between blocks, after it is done
+        // with this reference.
+        unsafe { &(*self.block).jit }
     }
 
     /// The instructions.
@@ -89,9 +98,9 @@ impl BlockRef {
     /// Only until the next [`BlockCache::collect`] (see [`BlockCache::get`]).
     #[inline]
     pub unsafe fn insns<'a>(self) -> &'a [DecodedInsn] {
-        // SAFETY: `insns`/`len` describe the instruction buffer of a block the cache (or its
-        // retired list) keeps alive until the next `collect`, as the caller promises.
-        unsafe { std::slice::from_raw_parts(self.insns, self.len) }
+        // SAFETY: `block` is a block the cache (or its retired list) keeps alive until the
+        // next `collect`, as the caller promises; its instructions never change.
+        unsafe { (*self.block).insns.as_slice() }
     }
 }
 
@@ -102,14 +111,14 @@ struct Entry {
     phys: u64,
     rip: u64,
     tag: u64,
-    insns: *const DecodedInsn,
+    block: *const Block,
 }
 
 const EMPTY: Entry = Entry {
     phys: 0,
     rip: 0,
     tag: 0,
-    insns: std::ptr::null(),
+    block: std::ptr::null(),
 };
 
 impl Entry {
@@ -123,7 +132,7 @@ impl Entry {
             phys: key.phys,
             rip: key.rip,
             tag: counter << 16 | len << 8 | u64::from(key.bits),
-            insns: block.insns.as_ptr(),
+            block,
         }
     }
 
@@ -135,8 +144,7 @@ impl Entry {
     fn get(&self, key: &Key, counter: u64) -> Option<BlockRef> {
         (self.matches(key) && self.tag & Entry::MATCH == counter << 16 | u64::from(key.bits)).then(
             || BlockRef {
-                insns: self.insns,
-                len: (self.tag >> 8 & 0xff) as usize,
+                block: self.block,
                 ip_mask: ip_mask(u32::from(key.bits)),
             },
         )

@@ -79,6 +79,8 @@ pub struct Block {
     pub epoch: AtomicU64,
     /// RIP wraps to this (the code size it was decoded for: 16, 32 or 64 bits).
     pub ip_mask: u64,
+    /// Hotness and translation (`cpu::jit`).
+    pub jit: crate::cpu::jit::BlockJit,
 }
 
 /// The RIP mask of a `bits`-bit code segment.
@@ -122,6 +124,7 @@ impl Cpu {
             bits: bits as u8,
         };
         let epoch = self.code.epoch();
+        self.jit_ctx.epoch = epoch;
         if let Some(b) = self.blocks.get_fast(&key, epoch) {
             return Ok(b);
         }
@@ -197,12 +200,14 @@ impl Cpu {
                         bytes: Vec::new(),
                         epoch: AtomicU64::new(epoch),
                         ip_mask: ip_mask(bits),
+                        jit: Default::default(),
                     });
                 let one = Block {
                     insns: b.insns.into_iter().take(1).collect(),
                     bytes: Vec::new(),
                     epoch: AtomicU64::new(epoch),
                     ip_mask: b.ip_mask,
+                    jit: Default::default(),
                 };
                 if self.trace.mask.in_asm {
                     self.trace_block(&one, lin, frame | (lin & 0xfff));
@@ -251,6 +256,7 @@ pub fn decode_block(code: &[u8], bits: u32, rip: u64, epoch: u64, fast: bool) ->
             bytes: code[..used.min(code.len())].to_vec(),
             epoch: AtomicU64::new(epoch),
             ip_mask: ip_mask(bits),
+            jit: Default::default(),
         })
     }
 }

@@ -26,17 +26,17 @@ use crate::cpu::state::sreg;
 use crate::cpu::Cpu;
 
 /// "No register" in [`Mem`].
-const NONE: u8 = 16;
+pub(crate) const NONE: u8 = 16;
 
 /// A memory operand's effective-address recipe: `(disp + base + index << shift) & mask`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Mem {
-    disp: u64,
-    mask: u64,
-    base: u8,
-    index: u8,
-    shift: u8,
-    seg: u8,
+    pub(crate) disp: u64,
+    pub(crate) mask: u64,
+    pub(crate) base: u8,
+    pub(crate) index: u8,
+    pub(crate) shift: u8,
+    pub(crate) seg: u8,
 }
 
 /// The operands of a pre-decoded instruction.
@@ -58,7 +58,7 @@ pub struct Ops {
 }
 
 /// Index (0-15) of a general register usable by these forms; high-byte registers are not.
-fn gpr(r: Register) -> Option<u8> {
+pub(crate) fn gpr(r: Register) -> Option<u8> {
     let n = r as usize;
     let i = match n {
         1..=4 => n - 1,
@@ -79,7 +79,7 @@ fn reg_op(i: &Instruction, n: u32) -> Option<u8> {
     }
 }
 
-fn is_imm(i: &Instruction, n: u32) -> bool {
+pub(crate) fn is_imm(i: &Instruction, n: u32) -> bool {
     matches!(
         i.op_kind(n),
         OpKind::Immediate8
@@ -94,7 +94,7 @@ fn is_imm(i: &Instruction, n: u32) -> bool {
 }
 
 /// The address recipe of `i`'s memory operand, as [`super::ea`] computes it.
-fn mem(i: &Instruction, bits: u32) -> Option<Mem> {
+pub(crate) fn mem(i: &Instruction, bits: u32) -> Option<Mem> {
     let base = i.memory_base();
     let index = i.memory_index();
     let seg = mem_seg(i) as u8;

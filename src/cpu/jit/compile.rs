@@ -1,0 +1,460 @@
+//! Translation of one decoded block into host code.
+//!
+//! A decoded block ([`DecodedInsn`]s, each with its semantics pointer) comes in; a
+//! position-independent function following [`super::arena::Entry`] comes out. Guest state
+//! stays in the `Cpu` in memory (RBX holds its address throughout), so at every instruction
+//! boundary the state is exactly the interpreter's and any instruction can be left to the
+//! interpreter's semantics:
+//!
+//! - register-to-register MOV, ADD/SUB/AND/OR/XOR/CMP/TEST, INC/DEC and LEA at 32 and 64 bits
+//!   in 64-bit code are emitted inline: host loads, one host ALU instruction, stores, and the
+//!   lazy-flags record written exactly as [`crate::cpu::flags::Flags::set_lazy`] would;
+//! - a final Jcc or JMP rel in 64-bit code is emitted inline; when the instruction that set
+//!   the flags was emitted inline in the same block, the condition is evaluated by running that
+//!   instruction's host twin again on the recorded operands (same flags, by construction);
+//! - every other instruction is a call-out: RIP and next RIP are stored, and
+//!   [`super::helpers::callout`] runs the instruction's semantics pointer as the interpreter
+//!   would. A fault or an early block end leaves through an exit that returns the index of the
+//!   instruction.
+//!
+//! The function returns the index of the last instruction it dealt with, plus a status in the
+//! high half ([`DONE`], [`FAULT`], [`STOP`]), and has stored RIP before returning.
+
+use std::mem::offset_of;
+
+use iced_x86::{Instruction, Mnemonic as Mn, OpKind};
+
+use super::asm::{Alu, Asm, Label, M, R, W};
+use super::{helpers, LoopCtx};
+use crate::accel::code_watch::layout as watch_layout;
+use crate::cpu::decode::DecodedInsn;
+use crate::cpu::exec::{alu, fast};
+use crate::cpu::flags::{layout, FlagOp};
+use crate::cpu::state::CpuState;
+use crate::cpu::Cpu;
+
+/// Status: the block ran to its end.
+pub const DONE: u64 = 0;
+/// Status: the instruction at the returned index faulted (the fault is in `Cpu::jit_fault`).
+pub const FAULT: u64 = 1;
+/// Status: the instruction at the returned index retired and ended the block early.
+pub const STOP: u64 = 2;
+
+fn field(off: usize) -> M {
+    M {
+        base: R::Rbx,
+        disp: off as i32,
+    }
+}
+
+fn state(off: usize) -> M {
+    field(offset_of!(Cpu, state) + off)
+}
+
+fn gpr(r: u8) -> M {
+    state(offset_of!(CpuState, gpr) + 8 * usize::from(r & 15))
+}
+
+fn flags(f: usize) -> M {
+    state(offset_of!(CpuState, flags) + f)
+}
+
+fn rip_field() -> M {
+    state(offset_of!(CpuState, rip))
+}
+
+fn next_rip() -> M {
+    field(offset_of!(Cpu, next_rip))
+}
+
+/// The flags producer last emitted inline: its lazy record in memory is current, and its
+/// kind and width are known here.
+type Known = Option<(FlagOp, W)>;
+
+struct Translator {
+    a: Asm,
+    known: Known,
+    /// RIP of the block's first instruction: a branch back here loops inside the code.
+    start: u64,
+    /// Where a loop goes round to (after the prologue).
+    top: Label,
+    /// Instructions in the block.
+    n: u32,
+    /// Each extra pass of a loop adds its length to the TSC (an instruction-counting TSC).
+    tsc_counts: bool,
+    /// Early exits: label and instruction index (status in EAX when jumped to).
+    exits: Vec<(Label, u32)>,
+    epilogue: Label,
+}
+
+/// The host code for `insns`, a block decoded at `rip` in `bits`-bit code; `None` if it could
+/// not be assembled. `tsc_counts`: the TSC counts retired instructions.
+pub fn translate(
+    insns: &[DecodedInsn],
+    rip: u64,
+    ip_mask: u64,
+    bits: u32,
+    tsc_counts: bool,
+) -> Option<Vec<u8>> {
+    let mut a = Asm::new();
+    let epilogue = a.label();
+    let top = a.label();
+    let n = insns.len();
+    let last_index = n.checked_sub(1)? as u32;
+    let mut t = Translator {
+        a,
+        known: None,
+        start: rip & ip_mask,
+        top,
+        n: n as u32,
+        tsc_counts,
+        exits: Vec::new(),
+        epilogue,
+    };
+    // Prologue: RBX is callee-saved and holds the Cpu; the push also aligns RSP for calls.
+    t.a.push(R::Rbx);
+    t.a.mov_rr(W::Q, R::Rbx, R::Rdi);
+    t.a.bind(t.top);
+    let mut pc = rip & ip_mask;
+    let mut ended = false;
+    for (k, d) in insns.iter().enumerate() {
+        let start = pc;
+        let end = pc.wrapping_add(d.insn.len() as u64) & ip_mask;
+        pc = end;
+        let last = k + 1 == n;
+        if bits == 64 && t.inline(&d.insn, end, last, last_index) {
+            ended = last && d.insn.flow_control() != iced_x86::FlowControl::Next;
+            continue;
+        }
+        t.callout(d, k as u32, start, end);
+        ended = last;
+    }
+    if !ended {
+        // The block ended after an inline instruction that falls through.
+        t.a.store_imm64(rip_field(), pc, R::Rax);
+    }
+    t.a.mov_imm(R::Rax, DONE << 32 | u64::from(last_index));
+    t.a.bind(t.epilogue);
+    t.a.pop(R::Rbx);
+    t.a.ret();
+    for (l, k) in std::mem::take(&mut t.exits) {
+        t.a.bind(l);
+        t.a.shl(R::Rax, 32);
+        t.a.mov_imm(R::Rcx, u64::from(k));
+        t.a.alu_rr(Alu::Or, W::Q, R::Rax, R::Rcx);
+        t.a.jmp(t.epilogue);
+    }
+    t.a.finish()
+}
+
+/// The ALU operation of an inline-able mnemonic, with the lazy-flags kind it records and
+/// whether the result is written back.
+fn alu_of(m: Mn) -> Option<(Alu, FlagOp, bool)> {
+    Some(match m {
+        Mn::Add => (Alu::Add, FlagOp::Add, true),
+        Mn::Sub => (Alu::Sub, FlagOp::Sub, true),
+        Mn::Cmp => (Alu::Sub, FlagOp::Sub, false),
+        Mn::And => (Alu::And, FlagOp::Logic, true),
+        Mn::Test => (Alu::And, FlagOp::Logic, false),
+        Mn::Or => (Alu::Or, FlagOp::Logic, true),
+        Mn::Xor => (Alu::Xor, FlagOp::Logic, true),
+        _ => return None,
+    })
+}
+
+/// A 32- or 64-bit general register operand (never AH..BH, which `fast::gpr` refuses).
+fn reg(i: &Instruction, n: u32) -> Option<(u8, W)> {
+    if i.op_kind(n) != OpKind::Register {
+        return None;
+    }
+    let r = i.op_register(n);
+    let w = match r.size() {
+        8 => W::Q,
+        4 => W::D,
+        _ => return None,
+    };
+    Some((fast::gpr(r)?, w))
+}
+
+impl Translator {
+    /// Emit `i` inline if it is one of the inline forms; false leaves it to a call-out.
+    fn inline(&mut self, i: &Instruction, end: u64, last: bool, last_index: u32) -> bool {
+        if i.has_lock_prefix() {
+            return false;
+        }
+        let m = i.mnemonic();
+        if let Some((op, kind, writes)) = alu_of(m) {
+            let Some((r0, w)) = reg(i, 0) else {
+                return false;
+            };
+            let src = if let Some((r1, w1)) = reg(i, 1) {
+                if w1 != w {
+                    return false;
+                }
+                Src::Reg(r1)
+            } else if fast::is_imm(i, 1) {
+                let mask = if w == W::Q { u64::MAX } else { 0xffff_ffff };
+                Src::Imm(i.immediate(1) & mask)
+            } else {
+                return false;
+            };
+            self.alu(op, kind, writes, w, r0, src);
+            return true;
+        }
+        match m {
+            Mn::Mov => {
+                let Some((r0, w)) = reg(i, 0) else {
+                    return false;
+                };
+                if let Some((r1, w1)) = reg(i, 1) {
+                    if w1 != w {
+                        return false;
+                    }
+                    self.a.load(w, R::Rax, gpr(r1));
+                    self.a.store(W::Q, gpr(r0), R::Rax);
+                } else if fast::is_imm(i, 1) {
+                    let mask = if w == W::Q { u64::MAX } else { 0xffff_ffff };
+                    self.a.store_imm64(gpr(r0), i.immediate(1) & mask, R::Rax);
+                } else {
+                    return false;
+                }
+                true
+            }
+            Mn::Inc | Mn::Dec => {
+                let Some((r0, w)) = reg(i, 0) else {
+                    return false;
+                };
+                self.incdec(w, r0, m == Mn::Dec);
+                true
+            }
+            Mn::Lea => {
+                let Some((r0, w)) = reg(i, 0) else {
+                    return false;
+                };
+                let Some(mem) = fast::mem(i, 64) else {
+                    return false;
+                };
+                self.lea(w, r0, &mem);
+                true
+            }
+            _ if last && i.is_jcc_short_or_near() && i.op0_kind() == OpKind::NearBranch64 => {
+                self.jcc(alu::cc(i), i.near_branch_target(), end, last_index);
+                true
+            }
+            Mn::Jmp if last && i.op0_kind() == OpKind::NearBranch64 => {
+                self.goto(i.near_branch_target(), last_index);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Leave with DONE for a block whose RIP is stored.
+    fn finish_block(&mut self, last_index: u32) {
+        self.a.mov_imm(R::Rax, DONE << 32 | u64::from(last_index));
+        self.a.jmp(self.epilogue);
+    }
+
+    /// Record the lazy flags of an operation: kind, width, operands in RAX and RCX (`b` as a
+    /// constant when `None`), result in RDX.
+    fn record(&mut self, kind: FlagOp, w: W, b: Option<u64>) {
+        self.a.store_imm8(flags(layout::OP), kind as u8);
+        self.a
+            .store_imm32(flags(layout::SIZE), if w == W::Q { 64 } else { 32 });
+        self.a.store(W::Q, flags(layout::A), R::Rax);
+        match b {
+            Some(v) => self.a.store_imm64(flags(layout::B), v, R::Rcx),
+            None => self.a.store(W::Q, flags(layout::B), R::Rcx),
+        }
+        self.a.store(W::Q, flags(layout::R), R::Rdx);
+        self.known = Some((kind, w));
+    }
+
+    fn alu(&mut self, op: Alu, kind: FlagOp, writes: bool, w: W, r0: u8, src: Src) {
+        self.a.load(w, R::Rax, gpr(r0));
+        match src {
+            Src::Reg(r1) => self.a.load(w, R::Rcx, gpr(r1)),
+            Src::Imm(v) => self.a.mov_imm(R::Rcx, v),
+        }
+        self.a.mov_rr(W::Q, R::Rdx, R::Rax);
+        self.a.alu_rr(op, w, R::Rdx, R::Rcx);
+        if writes {
+            self.a.store(W::Q, gpr(r0), R::Rdx);
+        }
+        self.record(kind, w, None);
+    }
+
+    fn incdec(&mut self, w: W, r0: u8, dec: bool) {
+        // INC/DEC keep CF: make it current in the flag bits first, as `set_lazy` does.
+        self.fold_cf();
+        self.a.load(w, R::Rax, gpr(r0));
+        self.a.mov_rr(W::Q, R::Rdx, R::Rax);
+        self.a.incdec(w, R::Rdx, dec);
+        self.a.store(W::Q, gpr(r0), R::Rdx);
+        self.record(if dec { FlagOp::Dec } else { FlagOp::Inc }, w, Some(1));
+    }
+
+    /// Write the current CF into the flag bits.
+    fn fold_cf(&mut self) {
+        match self.known {
+            // CF already lives in the bits.
+            Some((FlagOp::None | FlagOp::Inc | FlagOp::Dec, _)) => {}
+            Some((FlagOp::Logic, _)) => self.a.alu_mi8(Alu::And, W::Q, flags(layout::BITS), -2),
+            Some((kind @ (FlagOp::Add | FlagOp::Sub), w)) => {
+                self.replay(kind, w);
+                self.a.setcc(2, R::Rcx);
+                self.a.movzx8(R::Rcx);
+                self.a.alu_mi8(Alu::And, W::Q, flags(layout::BITS), -2);
+                self.a.alu_mr(Alu::Or, W::Q, flags(layout::BITS), R::Rcx);
+            }
+            None => self.call_helper(helpers::fold_cf as *const () as usize, None),
+        }
+    }
+
+    /// Set the host flags as the recorded ADD or SUB/CMP set the guest's (inline producers
+    /// never carry in, so running the operation again on its operands reproduces them).
+    fn replay(&mut self, kind: FlagOp, w: W) {
+        self.a.load(w, R::Rax, flags(layout::A));
+        let op = if kind == FlagOp::Add {
+            Alu::Add
+        } else {
+            Alu::Cmp
+        };
+        self.a.alu_rm(op, w, R::Rax, flags(layout::B));
+    }
+
+    fn jcc(&mut self, cc: u8, target: u64, end: u64, last_index: u32) {
+        let taken = self.a.label();
+        let carry = matches!(cc >> 1, 1 | 3);
+        match self.known {
+            Some((kind @ (FlagOp::Add | FlagOp::Sub), w)) => {
+                self.replay(kind, w);
+                self.a.jcc(cc, taken);
+            }
+            Some((FlagOp::Logic, w)) => {
+                self.a.load(w, R::Rax, flags(layout::R));
+                self.a.test_rr(w, R::Rax, R::Rax);
+                self.a.jcc(cc, taken);
+            }
+            Some((kind @ (FlagOp::Inc | FlagOp::Dec), w)) if !carry => {
+                self.a.load(w, R::Rax, flags(layout::A));
+                self.a.incdec(w, R::Rax, kind == FlagOp::Dec);
+                self.a.jcc(cc, taken);
+            }
+            _ => {
+                self.call_helper(helpers::cond as *const () as usize, Some(u64::from(cc)));
+                self.a.test_rr(W::D, R::Rax, R::Rax);
+                self.a.jcc(5, taken);
+            }
+        }
+        self.a.store_imm64(rip_field(), end, R::Rax);
+        self.finish_block(last_index);
+        self.a.bind(taken);
+        self.goto(target, last_index);
+    }
+
+    /// End the block with a jump to `target`: back to the top if that is the block's own
+    /// start and the run loop would run it again at once, else out to the run loop.
+    fn goto(&mut self, target: u64, last_index: u32) {
+        if target == self.start {
+            let out = self.a.label();
+            let n = self.n as i8;
+            let ctx = |off: usize| field(offset_of!(Cpu, jit_ctx) + off);
+            self.a
+                .alu_mi8(Alu::Cmp, W::Q, ctx(offset_of!(LoopCtx, budget)), n);
+            self.a.jcc(2, out);
+            self.a.load(W::Q, R::Rax, ctx(offset_of!(LoopCtx, kick)));
+            self.a.cmp_m8(
+                M {
+                    base: R::Rax,
+                    disp: 0,
+                },
+                0,
+            );
+            self.a.jcc(5, out);
+            // Another vCPU or a device wrote code, or started watching a frame we may hold
+            // writable: the run loop must look (see `decode::current_block`).
+            self.a.load(W::Q, R::Rax, ctx(offset_of!(LoopCtx, watch)));
+            for (counter, seen) in [
+                (watch_layout::EPOCH, ctx(offset_of!(LoopCtx, epoch))),
+                (watch_layout::MARKS, field(offset_of!(Cpu, seen_marks))),
+            ] {
+                self.a.load(
+                    W::Q,
+                    R::Rcx,
+                    M {
+                        base: R::Rax,
+                        disp: counter as i32,
+                    },
+                );
+                self.a.alu_rm(Alu::Cmp, W::Q, R::Rcx, seen);
+                self.a.jcc(5, out);
+            }
+            self.a
+                .alu_mi8(Alu::Sub, W::Q, ctx(offset_of!(LoopCtx, budget)), n);
+            if self.tsc_counts {
+                self.a
+                    .alu_mi8(Alu::Add, W::Q, state(offset_of!(CpuState, tsc)), n);
+            }
+            self.a.jmp(self.top);
+            self.a.bind(out);
+        }
+        self.a.store_imm64(rip_field(), target, R::Rax);
+        self.finish_block(last_index);
+    }
+
+    fn lea(&mut self, w: W, r0: u8, m: &fast::Mem) {
+        self.a.mov_imm(R::Rax, m.disp);
+        if m.base != fast::NONE {
+            self.a.alu_rm(Alu::Add, W::Q, R::Rax, gpr(m.base));
+        }
+        if m.index != fast::NONE {
+            self.a.load(W::Q, R::Rcx, gpr(m.index));
+            if m.shift != 0 {
+                self.a.shl(R::Rcx, m.shift);
+            }
+            self.a.alu_rr(Alu::Add, W::Q, R::Rax, R::Rcx);
+        }
+        if m.mask != u64::MAX {
+            self.a.mov_imm(R::Rcx, m.mask);
+            self.a.alu_rr(Alu::And, W::Q, R::Rax, R::Rcx);
+        }
+        if w == W::D {
+            self.a.mov_rr(W::D, R::Rax, R::Rax);
+        }
+        self.a.store(W::Q, gpr(r0), R::Rax);
+    }
+
+    /// `helper(cpu[, arg])`.
+    fn call_helper(&mut self, helper: usize, arg: Option<u64>) {
+        self.a.mov_rr(W::Q, R::Rdi, R::Rbx);
+        if let Some(v) = arg {
+            self.a.mov_imm(R::Rsi, v);
+        }
+        self.a.mov_imm(R::Rax, helper as u64);
+        self.a.call(R::Rax);
+    }
+
+    /// Run instruction `k` through its semantics pointer, as the interpreter loop does.
+    fn callout(&mut self, d: &DecodedInsn, k: u32, start: u64, end: u64) {
+        self.a.store_imm64(rip_field(), start, R::Rax);
+        self.a.store_imm64(next_rip(), end, R::Rax);
+        self.call_helper(
+            helpers::callout as *const () as usize,
+            Some(d as *const DecodedInsn as u64),
+        );
+        let exit = self.a.label();
+        self.a.test_rr(W::D, R::Rax, R::Rax);
+        self.a.jcc(5, exit);
+        self.exits.push((exit, k));
+        if d.insn.rflags_modified() != 0 {
+            self.known = None;
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Src {
+    Reg(u8),
+    Imm(u64),
+}

@@ -1,0 +1,146 @@
+//! The baseline JIT: hot decoded blocks become host code that runs them without the
+//! interpreter loop.
+//!
+//! How a block gets here: the run loop asks [`Cpu::jit_entry`] for the block it is about to
+//! run; each ask counts, and on the [`HOT`]th the block is translated ([`compile`]) into this
+//! vCPU's executable [`arena`]. From then on the run loop calls the translation instead of
+//! stepping through the instructions, whenever it would have run the whole block anyway (no
+//! single-step, interrupt shadow, debugger breakpoints or short instruction budget).
+//!
+//! What it buys: the interpreter pays, per instruction, an indirect call, the loop's RIP and
+//! retire bookkeeping, and the general register and flag plumbing of the fast forms. Here
+//! the register ALU forms are a handful of host instructions, branches test host flags, and
+//! everything else is one direct call to a shim that calls the same semantics pointer the
+//! interpreter would (so behaviour is still defined in one place, and the differential tests
+//! exercise the translations as they do the interpreter).
+//!
+//! Coherence is the block cache's: a translation belongs to its block, and a block dropped for
+//! a store into its frame (or a new code epoch that shows its bytes changed) is never asked for
+//! again. Guest state lives in the `Cpu` throughout, so faults are precise with no recovery
+//! step: a call-out that faults leaves through an exit naming the instruction.
+
+mod arena;
+mod asm;
+mod compile;
+mod helpers;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub use arena::ArenaError;
+use arena::{Arena, CodeRef, Entry, ARENA_BYTES};
+pub(crate) use compile::FAULT;
+
+use super::decode::BlockRef;
+use super::Cpu;
+
+/// A block is translated on its HOT-th run: cold code (boot-once paths) stays interpreted.
+pub const HOT: u32 = 16;
+
+/// What a translated block that jumps back to its own start checks before it goes round
+/// again, instead of returning to the run loop: everything the run loop would look at between
+/// two runs of the block that can change without the block ending (mode, paging, IF and the
+/// like only change through instructions that end it). The run loop fills it in before each
+/// entry.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct LoopCtx {
+    /// Instructions the run loop's budget still allows after the first pass; each further
+    /// pass takes its length off (the run loop counts what went).
+    pub budget: u64,
+    /// Address of the run loop's kick flag (an `AtomicBool`).
+    pub kick: usize,
+    /// Address of the machine's `CodeWatch`.
+    pub watch: usize,
+    /// The code epoch the block was validated in.
+    pub epoch: u64,
+}
+
+/// Per-block JIT state, kept in the block.
+#[derive(Debug, Default)]
+pub struct BlockJit {
+    /// Runs counted towards [`HOT`].
+    hot: AtomicU32,
+    /// The translation, if any ([`CodeRef`]; 0: none).
+    code: AtomicU64,
+}
+
+/// Per-vCPU JIT state: the arena (mapped on first use) and counters.
+pub struct Jit {
+    /// Translate hot blocks (`-accel tcg,jit=off` turns it off).
+    pub enabled: bool,
+    arena: Option<Arena>,
+    /// Blocks translated so far.
+    pub translated: u64,
+    /// Bytes of host code written so far.
+    pub code_bytes: u64,
+}
+
+impl Jit {
+    /// JIT state, translating if `enabled`.
+    pub fn new(enabled: bool) -> Self {
+        Jit {
+            enabled,
+            arena: None,
+            translated: 0,
+            code_bytes: 0,
+        }
+    }
+
+    /// Arena generations started (0 before the first translation).
+    pub fn generations(&self) -> u32 {
+        self.arena.as_ref().map_or(0, Arena::generation)
+    }
+}
+
+impl Cpu {
+    /// The translation of `block` (which starts at the current RIP), translating it if this
+    /// run makes it hot. `None`: interpret it this time.
+    #[inline]
+    pub(crate) fn jit_entry(&mut self, block: BlockRef) -> Option<Entry> {
+        let j = block.jit();
+        let code = j.code.load(Ordering::Relaxed);
+        if code != 0 {
+            if let Some(e) = self.jit.arena.as_ref().and_then(|a| a.entry(code)) {
+                return Some(e);
+            }
+            // The arena started over since: count up again.
+            j.code.store(0, Ordering::Relaxed);
+            j.hot.store(0, Ordering::Relaxed);
+        }
+        let hot = j.hot.load(Ordering::Relaxed) + 1;
+        j.hot.store(hot, Ordering::Relaxed);
+        if hot != HOT {
+            return None;
+        }
+        self.jit_translate(block)
+    }
+
+    #[cold]
+    fn jit_translate(&mut self, block: BlockRef) -> Option<Entry> {
+        // SAFETY: the run loop holds `block` for this iteration (see `decode::cache`).
+        let insns = unsafe { block.insns() };
+        let bits = match block.ip_mask {
+            u64::MAX => 64,
+            0xffff_ffff => 32,
+            _ => 16,
+        };
+        let tsc_counts = self.tsc_counts_instructions();
+        let code = compile::translate(insns, self.state.rip, block.ip_mask, bits, tsc_counts)?;
+        if self.jit.arena.is_none() {
+            match Arena::new(ARENA_BYTES) {
+                Ok(a) => self.jit.arena = Some(a),
+                Err(e) => {
+                    log::warn!("{e}; the software CPU goes on interpreting");
+                    self.jit.enabled = false;
+                    return None;
+                }
+            }
+        }
+        let arena = self.jit.arena.as_mut()?;
+        let r: CodeRef = arena.put(&code)?;
+        block.jit().code.store(r, Ordering::Relaxed);
+        self.jit.translated += 1;
+        self.jit.code_bytes += code.len() as u64;
+        arena.entry(r)
+    }
+}
