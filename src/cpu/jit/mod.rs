@@ -66,8 +66,10 @@ pub struct BlockJit {
 
 /// Per-vCPU JIT state: the arena (mapped on first use) and counters.
 pub struct Jit {
-    /// Translate hot blocks (`-accel tcg,jit=off` turns it off).
+    /// Translate hot blocks.
     pub enabled: bool,
+    /// Runs after which a block is translated ([`HOT`]; tests lower it).
+    pub hot: u32,
     arena: Option<Arena>,
     /// Blocks translated so far.
     pub translated: u64,
@@ -80,6 +82,7 @@ impl Jit {
     pub fn new(enabled: bool) -> Self {
         Jit {
             enabled,
+            hot: HOT,
             arena: None,
             translated: 0,
             code_bytes: 0,
@@ -109,7 +112,7 @@ impl Cpu {
         }
         let hot = j.hot.load(Ordering::Relaxed) + 1;
         j.hot.store(hot, Ordering::Relaxed);
-        if hot != HOT {
+        if hot != self.jit.hot {
             return None;
         }
         self.jit_translate(block)

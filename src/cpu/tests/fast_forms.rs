@@ -5,21 +5,9 @@
 
 use vm_memory::{Bytes, GuestAddress};
 
-use super::{Guest, RAM};
+use super::{Guest, Rng, RAM};
 use crate::cpu::exec::fast;
 use crate::cpu::CpuExit;
-
-/// xorshift64*: reproducible without a crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Mode {

@@ -5,6 +5,7 @@ mod alu_flags;
 mod atomics;
 mod exceptions;
 mod fast_forms;
+mod jit;
 mod modes;
 mod programs;
 mod strings;
@@ -170,6 +171,23 @@ impl Guest {
 
     pub fn gpr(&self, n: usize) -> u64 {
         self.cpu.state.gpr[n]
+    }
+}
+
+/// xorshift64*: reproducible without a crate.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A value in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
     }
 }
 

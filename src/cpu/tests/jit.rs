@@ -1,0 +1,204 @@
+//! The JIT (`cpu::jit`) against the interpreter: random loops of integer instructions run
+//! twice from the same registers and flags, translated and interpreted, under random
+//! instruction budgets; every exit, register, the flags, RIP, the TSC and the data page must
+//! be identical after every slice. The loops mix the forms the JIT emits inline with
+//! call-outs that read and write flags and memory, and end in the branch shapes it handles.
+
+use std::sync::atomic::AtomicBool;
+
+use iced_x86::code_asm::*;
+use vm_memory::{Bytes, GuestAddress};
+
+use super::{Guest, Rng, CODE};
+use crate::cpu::CpuExit;
+
+/// A page the loops load from and store to.
+const DATA: u64 = 0x30_0000;
+
+const R64: [AsmRegister64; 12] = [rax, rdx, rbx, rsi, rdi, r8, r9, r10, r11, r12, r13, r14];
+const R32: [AsmRegister32; 12] = [
+    eax, edx, ebx, esi, edi, r8d, r9d, r10d, r11d, r12d, r13d, r14d,
+];
+const R16: [AsmRegister16; 4] = [ax, dx, bx, si];
+const R8: [AsmRegister8; 4] = [al, dl, bl, sil];
+
+/// One random instruction (never touching RCX, the loop counter, or RSP).
+fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
+    let q = R64[rng.below(R64.len())];
+    let q2 = R64[rng.below(R64.len())];
+    let d = R32[rng.below(R32.len())];
+    let d2 = R32[rng.below(R32.len())];
+    let imm = rng.next() as i32 >> rng.below(31);
+    let mem = qword_ptr(DATA + 8 * rng.below(32) as u64);
+    let dmem = dword_ptr(DATA + 4 * rng.below(64) as u64);
+    match rng.below(30) {
+        0 => a.add(q, q2),
+        1 => a.sub(d, d2),
+        2 => a.and(q, imm),
+        3 => a.or(d, imm),
+        4 => a.xor(q, q2),
+        5 => a.cmp(d, d2),
+        6 => a.test(q, q2),
+        7 => a.cmp(q, imm),
+        8 => a.inc(q),
+        9 => a.dec(d),
+        10 => a.lea(q, q2 + q * 4 + imm),
+        11 => a.lea(d, q2 - 0x18),
+        12 => a.mov(q, q2),
+        13 => a.mov(d, imm as u32),
+        14 => a.mov(q, rng.next()),
+        15 => a.adc(q, q2),
+        16 => a.sbb(d, imm),
+        17 => a.setb(R8[rng.below(4)]),
+        18 => a.cmovle(q, q2),
+        19 => a.mov(mem, q),
+        20 => a.mov(d, dmem),
+        21 => a.add(mem, q2),
+        22 => a.add(R16[rng.below(4)], R16[rng.below(4)]),
+        23 => a.rdtsc(),
+        24 => {
+            a.pushfq()?;
+            a.pop(q)
+        }
+        25 => a.shl(q, (rng.below(63) + 1) as u32),
+        26 => a.imul_2(d, d2),
+        27 => a.neg(q),
+        28 => a.sub(q, imm),
+        _ => a.xor(d, d),
+    }
+}
+
+/// `mov ecx, iters; top: <body>; <counter step>; jcc top; hlt`, sometimes with a forward
+/// branch inside the body (two blocks).
+fn random_loop(rng: &mut Rng) -> Vec<u8> {
+    let iters = 1 + rng.below(300) as u32;
+    let body = 1 + rng.below(12);
+    super::asm(64, |a| {
+        a.mov(ecx, iters)?;
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        for k in 0..body {
+            if k == body / 2 && rng.below(4) == 0 {
+                let mut skip = a.create_label();
+                a.test(R32[rng.below(R32.len())], 1)?;
+                a.jnz(skip)?;
+                one(a, rng)?;
+                a.set_label(&mut skip)?;
+                // An instruction must follow the label.
+                a.nop()?;
+            }
+            one(a, rng)?;
+        }
+        match rng.below(5) {
+            0 => {
+                a.dec(ecx)?;
+                a.jnz(top)?;
+            }
+            1 => {
+                a.sub(rcx, 1)?;
+                a.jne(top)?;
+            }
+            2 => {
+                // A 16-bit step is a call-out: the branch asks for the flags at run time.
+                a.dec(cx)?;
+                a.jnz(top)?;
+            }
+            3 => {
+                a.dec(ecx)?;
+                a.cmp(ecx, 0)?;
+                a.jg(top)?;
+            }
+            _ => {
+                a.loop_(top)?;
+            }
+        }
+        a.hlt()
+    })
+}
+
+fn guest(code: &[u8], seed: u64, jit: bool, hot: u32) -> Guest {
+    let mut g = Guest::new();
+    g.set_long(code);
+    g.cpu.jit.enabled = jit;
+    g.cpu.jit.hot = hot;
+    let mut rng = Rng(seed | 1);
+    for r in 0..16 {
+        if r != 4 {
+            g.cpu.state.gpr[r] = rng.next() >> (rng.below(2) * 40);
+        }
+    }
+    g.cpu.state.flags.set((rng.next() & 0x8d5) | 2);
+    let data: Vec<u8> = (0..0x100).map(|_| rng.next() as u8).collect();
+    g.ram.write_slice(&data, GuestAddress(DATA)).unwrap();
+    g
+}
+
+fn data(g: &Guest) -> Vec<u8> {
+    let mut v = vec![0u8; 0x100];
+    g.ram.read_slice(&mut v, GuestAddress(DATA)).unwrap();
+    v
+}
+
+#[test]
+fn translated_loops_agree_with_the_interpreter() {
+    let mut rng = Rng(0x1175_0001);
+    let kick = AtomicBool::new(false);
+    let mut translated = 0;
+    for case in 0..300 {
+        let code = random_loop(&mut rng);
+        let seed = rng.next();
+        let hot = [1, 2, 16][rng.below(3)];
+        let mut a = guest(&code, seed, true, hot);
+        let mut b = guest(&code, seed, false, hot);
+        for slice in 0..200 {
+            let budget = [7, 50, 333, 5000][rng.below(4)];
+            let ea = a.cpu.run_limited(&kick, budget);
+            let eb = b.cpu.run_limited(&kick, budget);
+            let what = format!("case {case} slice {slice} seed {seed:#x} code {code:02x?}");
+            assert_eq!(ea, eb, "exit: {what}");
+            assert_eq!(a.cpu.state.gpr, b.cpu.state.gpr, "registers: {what}");
+            assert_eq!(a.cpu.state.rip, b.cpu.state.rip, "rip: {what}");
+            assert_eq!(
+                a.cpu.state.flags.get(),
+                b.cpu.state.flags.get(),
+                "flags: {what}"
+            );
+            assert_eq!(a.cpu.state.tsc, b.cpu.state.tsc, "tsc: {what}");
+            assert!(data(&a) == data(&b), "memory: {what}");
+            if ea == CpuExit::Halt {
+                break;
+            }
+        }
+        translated += a.cpu.jit.translated;
+    }
+    assert!(translated > 300, "only {translated} blocks were translated");
+}
+
+#[test]
+fn a_translated_loop_sees_its_own_code_change() {
+    // One block that stores the loop counter into the immediate of its own `add eax, imm32`:
+    // every store ends the pass early (the block is dropped), and the next pass must add
+    // what the last one stored.
+    let code = super::asm(64, |a| {
+        a.mov(ecx, 100u32)?;
+        a.xor(eax, eax)?;
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.add(eax, 0x1000_0000)?;
+        a.mov(dword_ptr(CODE + 8), ecx)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.hlt()
+    });
+    // mov ecx (5 bytes), xor eax,eax (2): the add's imm32 starts at offset 8.
+    assert_eq!(code[7], 0x05, "add eax, imm32 is at offset 7");
+    for hot in [1, 16] {
+        let mut g = Guest::new();
+        g.set_long(&code);
+        g.cpu.jit.hot = hot;
+        assert_eq!(g.run(), CpuExit::Halt);
+        // Pass 1 adds the original immediate, pass k > 1 adds 102 - k.
+        let want = 0x1000_0000 + (2..=100u64).sum::<u64>();
+        assert_eq!(g.gpr(0), want, "hot {hot}");
+    }
+}
