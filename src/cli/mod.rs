@@ -240,8 +240,16 @@ fn build_config(a: Args) -> anyhow::Result<MachineConfig> {
     if a.enable_kvm {
         accel = Some(AccelKind::Kvm);
     }
+    let mut jit = true;
     if let Some(v) = &a.accel {
-        accel = Some(parse_accel(v)?);
+        let (kind, jit_prop) = parse_accel(v)?;
+        accel = Some(kind);
+        if let Some(on) = jit_prop {
+            if kind != AccelKind::Tcg {
+                bail!("-accel {v}: jit= applies to tcg only");
+            }
+            jit = on;
+        }
     }
     let mut kernel_irqchip = true;
     if let Some(m) = a.machine.as_ref().or(a.machine_short.as_ref()) {
@@ -286,6 +294,7 @@ fn build_config(a: Args) -> anyhow::Result<MachineConfig> {
     let accel = accel.unwrap_or(AccelKind::Tcg);
     let mut cfg = MachineConfig::new(accel, kernel);
     cfg.kernel_irqchip = kernel_irqchip;
+    cfg.jit = jit;
     if let Some(m) = &a.mem {
         cfg.ram_size = parse_mem(m)?;
     }
@@ -418,19 +427,26 @@ fn build_config(a: Args) -> anyhow::Result<MachineConfig> {
     Ok(cfg)
 }
 
-fn parse_accel(v: &str) -> anyhow::Result<AccelKind> {
+/// `-accel kvm|tcg[,thread=..][,jit=on|off]`: the accelerator and the `jit` property, if
+/// given.
+fn parse_accel(v: &str) -> anyhow::Result<(AccelKind, Option<bool>)> {
     let (head, props) = values::split_props(v);
     let kind = match head {
         Some("kvm") => AccelKind::Kvm,
         Some("tcg") => AccelKind::Tcg,
         _ => bail!("-accel {v}: unknown accelerator (supported: kvm, tcg)"),
     };
-    for (k, _) in props {
-        if k != "thread" {
-            bail!("-accel {v}: unknown property '{k}'");
+    let mut jit = None;
+    for (k, val) in props {
+        match (k, val) {
+            ("thread", _) => {}
+            ("jit", "on") => jit = Some(true),
+            ("jit", "off") => jit = Some(false),
+            ("jit", _) => bail!("-accel {v}: jit must be on or off, not '{val}'"),
+            _ => bail!("-accel {v}: unknown property '{k}'"),
         }
     }
-    Ok(kind)
+    Ok((kind, jit))
 }
 
 /// What `-machine` says beyond the machine type.
@@ -454,7 +470,7 @@ fn parse_machine(v: &str) -> anyhow::Result<MachineProps> {
     for (k, val) in props {
         match k {
             "type" if val == "pc" || val.starts_with("pc-i440fx") => {}
-            "accel" => out.accel = Some(parse_accel(val)?),
+            "accel" => out.accel = Some(parse_accel(val)?.0),
             "kernel-irqchip" => {
                 out.kernel_irqchip = Some(match val {
                     "on" | "true" | "yes" => true,
@@ -574,6 +590,17 @@ mod tests {
         assert_eq!(d.firmware, FirmwareChoice::Auto);
         let n = cfg(&["-kernel", "k", "-bios", "none"]).unwrap();
         assert_eq!(n.firmware, FirmwareChoice::None);
+    }
+
+    #[test]
+    fn the_jit_property() {
+        assert!(cfg(&["-accel", "tcg"]).unwrap().jit);
+        assert!(!cfg(&["-accel", "tcg,jit=off"]).unwrap().jit);
+        assert!(cfg(&["-accel", "tcg,thread=multi,jit=on"]).unwrap().jit);
+        let e = cfg(&["-accel", "tcg,jit=fast"]).unwrap_err();
+        assert!(e.to_string().contains("on or off"), "{e}");
+        let e = cfg(&["-accel", "kvm,jit=off"]).unwrap_err();
+        assert!(e.to_string().contains("tcg only"), "{e}");
     }
 
     #[test]

@@ -184,6 +184,8 @@ pub struct MachineConfig {
     /// `kernel-irqchip=on`, the default); false: the software CPU's own devices do, in
     /// userspace (`kernel-irqchip=off`). The software CPU always uses its own.
     pub kernel_irqchip: bool,
+    /// Under tcg: translate hot blocks to host code (`-accel tcg,jit=off` interprets only).
+    pub jit: bool,
     /// Guest RAM in bytes.
     pub ram_size: u64,
     /// Number of vCPUs.
@@ -239,6 +241,7 @@ impl MachineConfig {
         MachineConfig {
             accel,
             kernel_irqchip: true,
+            jit: true,
             ram_size: 128 << 20,
             cpus: 1,
             kernel,

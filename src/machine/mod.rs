@@ -207,11 +207,12 @@ fn read_inputs(config: &MachineConfig) -> Result<(Vec<u8>, Option<Vec<u8>>), Mac
 /// The accelerator, and the software CPU's concrete handle when that is the one.
 type OpenedAccel = (Arc<dyn Accelerator>, Option<Arc<Tcg>>);
 
-fn open_accel(kind: AccelKind, kernel_irqchip: bool) -> Result<OpenedAccel, MachineError> {
-    Ok(match kind {
-        AccelKind::Kvm => (Arc::new(KvmAccel::open(kernel_irqchip)?), None),
+fn open_accel(config: &MachineConfig) -> Result<OpenedAccel, MachineError> {
+    Ok(match config.accel {
+        AccelKind::Kvm => (Arc::new(KvmAccel::open(config.kernel_irqchip)?), None),
         AccelKind::Tcg => {
             let tcg = Arc::new(Tcg::new());
+            tcg.set_jit(config.jit);
             (tcg.clone(), Some(tcg))
         }
     })
@@ -292,7 +293,7 @@ fn run_once(
     handle: &Arc<handle::MachineHandle>,
 ) -> Result<Outcome, MachineError> {
     let started = std::time::Instant::now();
-    let (accel, tcg) = open_accel(config.accel, config.kernel_irqchip)?;
+    let (accel, tcg) = open_accel(config)?;
     // Under KVM the ROM is one more memory slot; the software CPU reads it as a device.
     let rom_in_ram = config.accel == AccelKind::Kvm;
     let rom_slot = match inputs.rom {

@@ -43,12 +43,20 @@ pub struct Tcg {
     trace: Mutex<Option<(TraceMask, Arc<dyn TraceSink>)>>,
     /// `-icount`: the instruction budget the machine's loop grants each `run()`.
     icount: Mutex<Option<Arc<IcountBudget>>>,
+    /// `-accel tcg,jit=off`: vCPUs only interpret.
+    interpret_only: AtomicBool,
 }
 
 impl Tcg {
     /// A new accelerator with no RAM mapped yet.
     pub fn new() -> Self {
         Tcg::default()
+    }
+
+    /// Translate hot blocks to host code in the vCPUs created from now on (the default), or
+    /// only interpret.
+    pub fn set_jit(&self, on: bool) {
+        self.interpret_only.store(!on, Ordering::Relaxed);
     }
 
     /// Connect the machine's interrupt controller to vCPU 0 (before `create_vcpu`). Without
@@ -163,6 +171,7 @@ impl Accelerator for Tcg {
 
     fn create_vcpu(&self, id: usize, ctx: VcpuContext) -> Result<Box<dyn Vcpu>, AccelError> {
         let mut vcpu = TcgVcpu::new(id, ctx);
+        vcpu.cpu.jit.enabled = !self.interpret_only.load(Ordering::Relaxed);
         vcpu.interrupts = self
             .interrupts
             .lock()
