@@ -1,9 +1,10 @@
 //! Software-CPU throughput in guest MIPS (criterion's "elements" are guest instructions).
 //!
 //! Three 64-bit guests run straight on a `Cpu` with a do-nothing I/O handler, so the figure is
-//! the interpreter alone: a tight integer loop (register ALU + one store + branch), a memory
+//! the software CPU alone: a tight integer loop (register ALU + one store + branch), a memory
 //! walk (loads and stores striding through 1 MiB, so the TLB and the memory path work), and a
-//! mixed block (calls, pushes, shifts, multiplies, string moves, conditional moves). Run with
+//! mixed block (calls, pushes, shifts, multiplies, string moves, conditional moves). Each runs
+//! with the JIT (`/jit`, the default) and interpreted only (`/interp`). Run with
 //! `cargo bench --bench cpu_mips`; criterion prints `thrpt` in Melem/s = MIPS.
 
 use std::sync::atomic::AtomicBool;
@@ -144,9 +145,14 @@ fn mixed(iters: u32) -> Vec<u8> {
     })
 }
 
-fn bench_one(c: &mut Criterion, name: &str, code: Vec<u8>) {
+fn bench_one(c: &mut Criterion, name: &str, code: Vec<u8>, jit: bool) {
+    let make = |code: &[u8]| {
+        let (mut cpu, stats) = long_mode_cpu(code);
+        cpu.jit.enabled = jit;
+        (cpu, stats)
+    };
     // Count once how many instructions one run retires.
-    let (mut cpu, stats) = long_mode_cpu(&code);
+    let (mut cpu, stats) = make(&code);
     assert_eq!(cpu.run(&AtomicBool::new(false)), CpuExit::Halt);
     let per_run = stats.instructions(0);
     let mut group = c.benchmark_group("cpu_mips");
@@ -154,7 +160,7 @@ fn bench_one(c: &mut Criterion, name: &str, code: Vec<u8>) {
     group.sample_size(10);
     group.bench_function(name, |b| {
         b.iter_batched(
-            || long_mode_cpu(&code).0,
+            || make(&code).0,
             |mut cpu| assert_eq!(cpu.run(&AtomicBool::new(false)), CpuExit::Halt),
             criterion::BatchSize::PerIteration,
         )
@@ -163,9 +169,11 @@ fn bench_one(c: &mut Criterion, name: &str, code: Vec<u8>) {
 }
 
 fn cpu_mips(c: &mut Criterion) {
-    bench_one(c, "tight_loop", tight_loop(1_000_000));
-    bench_one(c, "memory_walk", memory_walk(500_000));
-    bench_one(c, "mixed_block", mixed(200_000));
+    for (jit, tier) in [(true, "jit"), (false, "interp")] {
+        bench_one(c, &format!("tight_loop/{tier}"), tight_loop(1_000_000), jit);
+        bench_one(c, &format!("memory_walk/{tier}"), memory_walk(500_000), jit);
+        bench_one(c, &format!("mixed_block/{tier}"), mixed(200_000), jit);
+    }
 }
 
 criterion_group!(benches, cpu_mips);

@@ -127,6 +127,7 @@ impl Cpu {
                     (room - insns.len()) as u64
                 };
                 self.jit_ctx.budget = budget;
+                self.jit_ctx.tlb_tag = self.block_mode.jit_tag_bits();
                 self.jit_ctx.kick = kick as *const AtomicBool as usize;
                 self.jit_ctx.watch = std::sync::Arc::as_ptr(&self.code) as usize;
                 // SAFETY: `entry` is the translation of `block`, which stays alive for this

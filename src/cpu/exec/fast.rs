@@ -455,6 +455,17 @@ impl BlockMode {
     fn short(self) -> bool {
         self.flat && !self.align_check
     }
+
+    /// What translated code ORs into a linear page to form its TLB tag: the user bit and the
+    /// valid bit, or 0 (a tag no entry has) when the short path does not apply.
+    #[inline]
+    pub fn jit_tag_bits(self) -> u64 {
+        if self.short() {
+            u64::from(self.user) << 1 | 1
+        } else {
+            0
+        }
+    }
 }
 
 impl Cpu {

@@ -236,6 +236,24 @@ impl Asm {
         self.byte(n);
     }
 
+    /// `shr r, n`.
+    pub fn shr(&mut self, r: R, n: u8) {
+        self.op(true, &[0xc1], 5, Rm::Reg(r as u8));
+        self.byte(n);
+    }
+
+    /// `sar r, n`.
+    pub fn sar(&mut self, r: R, n: u8) {
+        self.op(true, &[0xc1], 7, Rm::Reg(r as u8));
+        self.byte(n);
+    }
+
+    /// `op r, imm32` (sign-extended for `W::Q`).
+    pub fn alu_ri(&mut self, op: Alu, w: W, r: R, v: i32) {
+        self.op(w == W::Q, &[0x81], op as u8, Rm::Reg(r as u8));
+        self.imm32(v);
+    }
+
     /// `setcc r8` for condition `cc` (x86 encoding order); `r` must be AL, CL, DL or BL.
     pub fn setcc(&mut self, cc: u8, r: R) {
         self.op(false, &[0x0f, 0x90 | (cc & 15)], 0, Rm::Reg(r as u8));
@@ -343,6 +361,11 @@ mod tests {
         a.incdec(W::D, R::Rdx, true);
         a.incdec(W::Q, R::Rdx, false);
         a.shl(R::Rcx, 3);
+        a.shr(R::Rdx, 12);
+        a.sar(R::Rcx, 16);
+        a.alu_ri(Alu::And, W::D, R::Rdx, 0xff);
+        a.alu_ri(Alu::And, W::Q, R::Rcx, -4096);
+        a.alu_ri(Alu::Cmp, W::D, R::Rcx, 0xff8);
         a.setcc(2, R::Rcx);
         a.movzx8(R::Rcx);
         a.call(R::Rax);
@@ -374,6 +397,11 @@ mod tests {
             "dec edx",
             "inc rdx",
             "shl rcx,3",
+            "shr rdx,0Ch",
+            "sar rcx,10h",
+            "and edx,0FFh",
+            "and rcx,0FFFFFFFFFFFFF000h",
+            "cmp ecx,0FF8h",
             "setb cl",
             "movzx ecx,cl",
             "call rax",

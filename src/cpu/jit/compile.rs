@@ -30,7 +30,8 @@ use crate::accel::code_watch::layout as watch_layout;
 use crate::cpu::decode::DecodedInsn;
 use crate::cpu::exec::{alu, fast};
 use crate::cpu::flags::{layout, FlagOp};
-use crate::cpu::state::CpuState;
+use crate::cpu::mmu::tlb::{layout as tlb_layout, Access, TLB_SIZE};
+use crate::cpu::state::{sreg, CpuState};
 use crate::cpu::Cpu;
 
 /// Status: the block ran to its end.
@@ -84,6 +85,8 @@ struct Translator {
     tsc_counts: bool,
     /// Early exits: label and instruction index (status in EAX when jumped to).
     exits: Vec<(Label, u32)>,
+    /// Out-of-line call-outs of inline memory accesses whose TLB lookup missed.
+    slow: Vec<Slow>,
     epilogue: Label,
 }
 
@@ -109,6 +112,7 @@ pub fn translate(
         n: n as u32,
         tsc_counts,
         exits: Vec::new(),
+        slow: Vec::new(),
         epilogue,
     };
     // Prologue: RBX is callee-saved and holds the Cpu; the push also aligns RSP for calls.
@@ -122,7 +126,7 @@ pub fn translate(
         let end = pc.wrapping_add(d.insn.len() as u64) & ip_mask;
         pc = end;
         let last = k + 1 == n;
-        if bits == 64 && t.inline(&d.insn, end, last, last_index) {
+        if bits == 64 && t.inline(d, k as u32, start, end, last, last_index) {
             ended = last && d.insn.flow_control() != iced_x86::FlowControl::Next;
             continue;
         }
@@ -137,6 +141,11 @@ pub fn translate(
     t.a.bind(t.epilogue);
     t.a.pop(R::Rbx);
     t.a.ret();
+    for s in std::mem::take(&mut t.slow) {
+        t.a.bind(s.label);
+        t.callout(&insns[s.k as usize], s.k, s.start, s.end);
+        t.a.jmp(s.resume);
+    }
     for (l, k) in std::mem::take(&mut t.exits) {
         t.a.bind(l);
         t.a.shl(R::Rax, 32);
@@ -178,11 +187,25 @@ fn reg(i: &Instruction, n: u32) -> Option<(u8, W)> {
 
 impl Translator {
     /// Emit `i` inline if it is one of the inline forms; false leaves it to a call-out.
-    fn inline(&mut self, i: &Instruction, end: u64, last: bool, last_index: u32) -> bool {
+    fn inline(
+        &mut self,
+        d: &DecodedInsn,
+        k: u32,
+        start: u64,
+        end: u64,
+        last: bool,
+        last_index: u32,
+    ) -> bool {
+        let i = &d.insn;
         if i.has_lock_prefix() {
             return false;
         }
         let m = i.mnemonic();
+        let mem0 = i.op_kind(0) == OpKind::Memory;
+        let mem1 = i.op_count() > 1 && i.op_kind(1) == OpKind::Memory;
+        if m == Mn::Mov && (mem0 || mem1) {
+            return self.mov_mem(d, k, start, end, mem1);
+        }
         if let Some((op, kind, writes)) = alu_of(m) {
             let Some((r0, w)) = reg(i, 0) else {
                 return false;
@@ -403,7 +426,108 @@ impl Translator {
         self.finish_block(last_index);
     }
 
-    fn lea(&mut self, w: W, r0: u8, m: &fast::Mem) {
+    /// MOV between a 32/64-bit register or immediate and memory: the TLB looked up inline,
+    /// the instruction's call-out when that misses (or the address is unusual).
+    fn mov_mem(&mut self, d: &DecodedInsn, k: u32, start: u64, end: u64, load: bool) -> bool {
+        let i = &d.insn;
+        let Some(m) = fast::mem(i, 64) else {
+            return false;
+        };
+        // FS and GS have bases; the others are flat in 64-bit mode.
+        if usize::from(m.seg) >= sreg::FS {
+            return false;
+        }
+        let host = M {
+            base: R::Rdx,
+            disp: 0,
+        };
+        let slow = self.a.label();
+        if load {
+            let Some((r0, w)) = reg(i, 0) else {
+                return false;
+            };
+            self.tlb_lookup(&m, w, Access::Read, slow);
+            self.a.load(w, R::Rcx, host);
+            self.a.store(W::Q, gpr(r0), R::Rcx);
+        } else if let Some((r1, w)) = reg(i, 1) {
+            self.tlb_lookup(&m, w, Access::Write, slow);
+            self.a.load(w, R::Rcx, gpr(r1));
+            self.a.store(w, host, R::Rcx);
+        } else if fast::is_imm(i, 1) {
+            let v = i.immediate(1);
+            match i.memory_size().size() {
+                8 => {
+                    self.tlb_lookup(&m, W::Q, Access::Write, slow);
+                    self.a.store_imm64(host, v, R::Rcx);
+                }
+                4 => {
+                    self.tlb_lookup(&m, W::D, Access::Write, slow);
+                    self.a.store_imm32(host, v as u32);
+                }
+                _ => return false,
+            }
+        } else {
+            return false;
+        }
+        let resume = self.a.label();
+        self.a.bind(resume);
+        self.slow.push(Slow {
+            label: slow,
+            resume,
+            k,
+            start,
+            end,
+        });
+        true
+    }
+
+    /// Leave in RDX the host address of the `w`-sized access at `m`, or jump to `slow` (not
+    /// canonical, crossing a page, TLB miss, MMIO, or a mode where the short path does not
+    /// apply: `LoopCtx::tlb_tag` is then 0). RAX keeps the linear address.
+    fn tlb_lookup(&mut self, m: &fast::Mem, w: W, acc: Access, slow: Label) {
+        let size = if w == W::Q { 8 } else { 4 };
+        self.ea(m);
+        // Canonical: bits 63..47 all equal.
+        self.a.mov_rr(W::Q, R::Rcx, R::Rax);
+        self.a.shl(R::Rcx, 16);
+        self.a.sar(R::Rcx, 16);
+        self.a.alu_rr(Alu::Cmp, W::Q, R::Rcx, R::Rax);
+        self.a.jcc(5, slow);
+        // Inside one page.
+        self.a.mov_rr(W::D, R::Rcx, R::Rax);
+        self.a.alu_ri(Alu::And, W::D, R::Rcx, 0xfff);
+        self.a.alu_ri(Alu::Cmp, W::D, R::Rcx, 0x1000 - size);
+        self.a.jcc(7, slow);
+        // The entry: sets[acc][(lin >> 12) % TLB_SIZE].
+        self.a.mov_rr(W::Q, R::Rdx, R::Rax);
+        self.a.shr(R::Rdx, 12);
+        self.a.alu_ri(Alu::And, W::D, R::Rdx, TLB_SIZE as i32 - 1);
+        self.a.shl(R::Rdx, tlb_layout::SHIFT as u8);
+        let set = offset_of!(Cpu, tlb) + tlb_layout::set(acc as usize);
+        self.a.alu_rm(Alu::Add, W::Q, R::Rdx, field(set));
+        let entry = |off: usize| M {
+            base: R::Rdx,
+            disp: off as i32,
+        };
+        self.a.mov_rr(W::Q, R::Rcx, R::Rax);
+        self.a.alu_ri(Alu::And, W::Q, R::Rcx, -4096);
+        self.a.alu_rm(
+            Alu::Or,
+            W::Q,
+            R::Rcx,
+            field(offset_of!(Cpu, jit_ctx) + offset_of!(LoopCtx, tlb_tag)),
+        );
+        self.a
+            .alu_rm(Alu::Cmp, W::Q, R::Rcx, entry(tlb_layout::TAG));
+        self.a.jcc(5, slow);
+        self.a.cmp_m8(entry(tlb_layout::MMIO), 0);
+        self.a.jcc(5, slow);
+        self.a.load(W::Q, R::Rdx, entry(tlb_layout::ADDEND));
+        self.a.alu_rr(Alu::Add, W::Q, R::Rdx, R::Rax);
+    }
+
+    /// RAX = the effective address of `m`.
+    fn ea(&mut self, m: &fast::Mem) {
         self.a.mov_imm(R::Rax, m.disp);
         if m.base != fast::NONE {
             self.a.alu_rm(Alu::Add, W::Q, R::Rax, gpr(m.base));
@@ -419,6 +543,10 @@ impl Translator {
             self.a.mov_imm(R::Rcx, m.mask);
             self.a.alu_rr(Alu::And, W::Q, R::Rax, R::Rcx);
         }
+    }
+
+    fn lea(&mut self, w: W, r0: u8, m: &fast::Mem) {
+        self.ea(m);
         if w == W::D {
             self.a.mov_rr(W::D, R::Rax, R::Rax);
         }
@@ -451,6 +579,16 @@ impl Translator {
             self.known = None;
         }
     }
+}
+
+/// A slow path still to emit: the call-out of instruction `k` (from `start` to `end`), then
+/// back to `resume`.
+struct Slow {
+    label: Label,
+    resume: Label,
+    k: u32,
+    start: u64,
+    end: u64,
 }
 
 #[derive(Clone, Copy)]

@@ -53,6 +53,9 @@ pub struct LoopCtx {
     pub watch: usize,
     /// The code epoch the block was validated in.
     pub epoch: u64,
+    /// What inline memory accesses OR into the page to form a TLB tag
+    /// (`BlockMode::jit_tag_bits`: 0 sends every access to its call-out).
+    pub tlb_tag: u64,
 }
 
 /// Per-block JIT state, kept in the block.

@@ -34,6 +34,23 @@ pub struct TlbEntry {
     pub global: bool,
 }
 
+/// Byte offsets of [`TlbEntry`] fields and the entry size, for translated code that looks up
+/// the TLB itself (`cpu::jit`).
+pub(crate) mod layout {
+    use super::TlbEntry;
+    pub const TAG: usize = std::mem::offset_of!(TlbEntry, tag);
+    pub const ADDEND: usize = std::mem::offset_of!(TlbEntry, addend);
+    pub const MMIO: usize = std::mem::offset_of!(TlbEntry, mmio);
+    /// log2 of the entry size.
+    pub const SHIFT: u32 = std::mem::size_of::<TlbEntry>().trailing_zeros();
+    const _: () = assert!(1 << SHIFT == std::mem::size_of::<TlbEntry>());
+    /// Offset of the pointer to the array for access kind `k` inside [`super::Tlb`].
+    pub const fn set(k: usize) -> usize {
+        std::mem::offset_of!(super::Tlb, sets) + k * std::mem::size_of::<usize>()
+    }
+    const _: () = assert!(std::mem::size_of::<Box<[TlbEntry; super::TLB_SIZE]>>() == 8);
+}
+
 /// The three TLB arrays.
 pub struct Tlb {
     /// Indexed by [`Access`].

@@ -14,6 +14,10 @@ use crate::cpu::CpuExit;
 
 /// A page the loops load from and store to.
 const DATA: u64 = 0x30_0000;
+/// Mapped by the test page tables but outside RAM: the mock I/O handler serves it.
+const MMIO: u64 = 0x1000_0000;
+/// Bytes of RAM from DATA the tests compare.
+const DATA_LEN: usize = 0x1010;
 
 const R64: [AsmRegister64; 12] = [rax, rdx, rbx, rsi, rdi, r8, r9, r10, r11, r12, r13, r14];
 const R32: [AsmRegister32; 12] = [
@@ -22,7 +26,7 @@ const R32: [AsmRegister32; 12] = [
 const R16: [AsmRegister16; 4] = [ax, dx, bx, si];
 const R8: [AsmRegister8; 4] = [al, dl, bl, sil];
 
-/// One random instruction (never touching RCX, the loop counter, or RSP).
+/// One random instruction (never touching RCX, the loop counter, RSP or R15).
 fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
     let q = R64[rng.below(R64.len())];
     let q2 = R64[rng.below(R64.len())];
@@ -31,7 +35,8 @@ fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
     let imm = rng.next() as i32 >> rng.below(31);
     let mem = qword_ptr(DATA + 8 * rng.below(32) as u64);
     let dmem = dword_ptr(DATA + 4 * rng.below(64) as u64);
-    match rng.below(30) {
+    let slot = 8 * rng.below(32) as i32;
+    match rng.below(37) {
         0 => a.add(q, q2),
         1 => a.sub(d, d2),
         2 => a.and(q, imm),
@@ -64,6 +69,15 @@ fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
         26 => a.imul_2(d, d2),
         27 => a.neg(q),
         28 => a.sub(q, imm),
+        // Through a base register (R15 holds DATA), crossing into the next page, to MMIO
+        // (mapped, but not RAM), and from the stack.
+        29 => a.mov(qword_ptr(r15 + slot), q),
+        30 => a.mov(d, dword_ptr(r15 + slot + 4)),
+        31 => a.mov(q, qword_ptr(DATA + 0xffc)),
+        32 => a.mov(dword_ptr(MMIO + slot as u64), d),
+        33 => a.mov(q, qword_ptr(MMIO)),
+        34 => a.mov(qword_ptr(r15 + slot), imm),
+        35 => a.mov(q, qword_ptr(r15 + slot)),
         _ => a.xor(d, d),
     }
 }
@@ -127,14 +141,15 @@ fn guest(code: &[u8], seed: u64, jit: bool, hot: u32) -> Guest {
             g.cpu.state.gpr[r] = rng.next() >> (rng.below(2) * 40);
         }
     }
+    g.cpu.state.gpr[15] = DATA;
     g.cpu.state.flags.set((rng.next() & 0x8d5) | 2);
-    let data: Vec<u8> = (0..0x100).map(|_| rng.next() as u8).collect();
+    let data: Vec<u8> = (0..DATA_LEN).map(|_| rng.next() as u8).collect();
     g.ram.write_slice(&data, GuestAddress(DATA)).unwrap();
     g
 }
 
 fn data(g: &Guest) -> Vec<u8> {
-    let mut v = vec![0u8; 0x100];
+    let mut v = vec![0u8; DATA_LEN];
     g.ram.read_slice(&mut v, GuestAddress(DATA)).unwrap();
     v
 }
@@ -165,6 +180,11 @@ fn translated_loops_agree_with_the_interpreter() {
             );
             assert_eq!(a.cpu.state.tsc, b.cpu.state.tsc, "tsc: {what}");
             assert!(data(&a) == data(&b), "memory: {what}");
+            assert_eq!(
+                *a.io.mmio.lock().unwrap(),
+                *b.io.mmio.lock().unwrap(),
+                "mmio: {what}"
+            );
             if ea == CpuExit::Halt {
                 break;
             }
