@@ -93,9 +93,6 @@ impl Cpu {
             if self.trace.mask.cpu {
                 self.trace_cpu();
             }
-            // SAFETY: the block stays alive until the next `collect` above, which runs only
-            // after this iteration is done with it (see the `decode::cache` module doc).
-            let insns = unsafe { block.insns() };
             self.block_mode = super::exec::fast::BlockMode::of(&self.state);
             let room = usize::try_from(budget - *executed).unwrap_or(usize::MAX);
             // RFLAGS.TF: one instruction, then a #DB trap.
@@ -103,7 +100,7 @@ impl Cpu {
             let limit = if inhibit || single_step {
                 1
             } else {
-                insns.len().min(room)
+                block.len.min(room)
             };
             let mut retired = 0u64;
             let mut result = Ok(());
@@ -111,7 +108,7 @@ impl Cpu {
             let watch = !self.breakpoints.is_empty();
             let mut at_breakpoint = false;
             let ip_mask = block.ip_mask;
-            let whole = limit == insns.len() && !inhibit && !single_step && !watch;
+            let whole = limit == block.len && !inhibit && !single_step && !watch;
             let entry = if whole && self.jit.enabled {
                 self.jit_entry(block)
             } else {
@@ -124,7 +121,7 @@ impl Cpu {
                     // Traced: one pass per block, as interpreted.
                     0
                 } else {
-                    (room - insns.len()) as u64
+                    (room - block.len) as u64
                 };
                 self.jit_ctx.budget = budget;
                 self.jit_ctx.tlb_tag = self.block_mode.jit_tag_bits();
@@ -150,7 +147,11 @@ impl Cpu {
             let insns = if entry.is_some() {
                 &[][..]
             } else {
-                &insns[..limit]
+                // SAFETY: the block stays alive until the next `collect` above, which runs
+                // only after this iteration is done with it (see the `decode::cache` module
+                // doc).
+                let all = unsafe { block.insns() };
+                &all[..limit]
             };
             for d in insns {
                 if watch && self.breakpoints.contains(&self.linear_rip()) {

@@ -64,6 +64,8 @@ const FAST_BITS: u32 = 14;
 #[derive(Clone, Copy)]
 pub struct BlockRef {
     block: *const Block,
+    /// Number of instructions (known without touching the block).
+    pub len: usize,
     /// RIP wraps to this (see [`Block::ip_mask`]).
     pub ip_mask: u64,
 }
@@ -79,6 +81,7 @@ impl BlockRef {
     pub(super) fn of(b: &Block) -> Self {
         BlockRef {
             block: b,
+            len: b.insns.len(),
             ip_mask: b.ip_mask,
         }
     }
@@ -145,6 +148,7 @@ impl Entry {
         (self.matches(key) && self.tag & Entry::MATCH == counter << 16 | u64::from(key.bits)).then(
             || BlockRef {
                 block: self.block,
+                len: (self.tag >> 8 & 0xff) as usize,
                 ip_mask: ip_mask(u32::from(key.bits)),
             },
         )

@@ -70,17 +70,21 @@ pub fn via_handler(cpu: &mut Cpu, d: &DecodedInsn) -> Res<()> {
 }
 
 /// A straight-line run of decoded instructions.
+///
+/// The run loop reads `jit` and then `insns` of every block it runs: they come first, so
+/// they usually share a cache line (a booting kernel's blocks mostly miss in the cache).
+#[repr(C)]
 pub struct Block {
-    /// The instructions, the last one possibly a branch.
-    pub insns: Vec<DecodedInsn>,
-    /// The code bytes the block was decoded from (revalidated after a code-epoch bump).
-    pub bytes: Vec<u8>,
-    /// The code epoch at which `bytes` were last known to match guest memory.
-    pub epoch: AtomicU64,
-    /// RIP wraps to this (the code size it was decoded for: 16, 32 or 64 bits).
-    pub ip_mask: u64,
     /// Hotness and translation (`cpu::jit`).
     pub jit: crate::cpu::jit::BlockJit,
+    /// The instructions, the last one possibly a branch.
+    pub insns: Vec<DecodedInsn>,
+    /// RIP wraps to this (the code size it was decoded for: 16, 32 or 64 bits).
+    pub ip_mask: u64,
+    /// The code epoch at which `bytes` were last known to match guest memory.
+    pub epoch: AtomicU64,
+    /// The code bytes the block was decoded from (revalidated after a code-epoch bump).
+    pub bytes: Vec<u8>,
 }
 
 /// The RIP mask of a `bits`-bit code segment.
