@@ -63,6 +63,14 @@ pub enum W {
     Q,
 }
 
+/// The source width of a MOVZX/MOVSX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ext {
+    B,
+    W,
+    D,
+}
+
 /// The assembler: a byte buffer, label positions and the rel32 fields still to patch.
 #[derive(Default)]
 pub struct Asm {
@@ -146,6 +154,38 @@ impl Asm {
     /// `mov [m], src` (8-byte store for `W::Q`, 4-byte for `W::D`).
     pub fn store(&mut self, w: W, m: M, src: R) {
         self.op(w == W::Q, &[0x89], src as u8, Rm::Mem(m));
+    }
+
+    /// The opcode bytes of a zero or sign extension from `from` (MOVSXD for a dword).
+    fn ext_opcode(from: Ext, signed: bool) -> &'static [u8] {
+        match (from, signed) {
+            (Ext::B, false) => &[0x0f, 0xb6],
+            (Ext::W, false) => &[0x0f, 0xb7],
+            (Ext::B, true) => &[0x0f, 0xbe],
+            (Ext::W, true) => &[0x0f, 0xbf],
+            (Ext::D, _) => &[0x63],
+        }
+    }
+
+    /// `movzx/movsx/movsxd dst, [m]` into a `w`-wide register.
+    pub fn extend_m(&mut self, from: Ext, signed: bool, w: W, dst: R, m: M) {
+        self.op(
+            w == W::Q,
+            Asm::ext_opcode(from, signed),
+            dst as u8,
+            Rm::Mem(m),
+        );
+    }
+
+    /// `movzx/movsx/movsxd dst, src` (the low byte, word or dword of `src`, which must be
+    /// RAX, RCX, RDX or RBX for a byte).
+    pub fn extend_r(&mut self, from: Ext, signed: bool, w: W, dst: R, src: R) {
+        self.op(
+            w == W::Q,
+            Asm::ext_opcode(from, signed),
+            dst as u8,
+            Rm::Reg(src as u8),
+        );
     }
 
     /// `mov dst, src`.
@@ -368,6 +408,11 @@ mod tests {
         a.alu_ri(Alu::Cmp, W::D, R::Rcx, 0xff8);
         a.setcc(2, R::Rcx);
         a.movzx8(R::Rcx);
+        a.extend_r(Ext::B, false, W::D, R::Rax, R::Rax);
+        a.extend_r(Ext::W, true, W::Q, R::Rax, R::Rcx);
+        a.extend_r(Ext::D, true, W::Q, R::Rdx, R::Rdx);
+        a.extend_m(Ext::B, true, W::D, R::Rax, m);
+        a.extend_m(Ext::W, false, W::D, R::Rcx, near);
         a.call(R::Rax);
         a.push(R::Rbx);
         a.pop(R::Rbx);
@@ -404,6 +449,11 @@ mod tests {
             "cmp ecx,0FF8h",
             "setb cl",
             "movzx ecx,cl",
+            "movzx eax,al",
+            "movsx rax,cx",
+            "movsxd rdx,edx",
+            "movsx eax,byte ptr [rbx+120h]",
+            "movzx ecx,word ptr [rbx-8]",
             "call rax",
             "push rbx",
             "pop rbx",

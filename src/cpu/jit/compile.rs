@@ -24,7 +24,7 @@ use std::mem::offset_of;
 
 use iced_x86::{Instruction, Mnemonic as Mn, OpKind};
 
-use super::asm::{Alu, Asm, Label, M, R, W};
+use super::asm::{Alu, Asm, Ext, Label, M, R, W};
 use super::{helpers, LoopCtx};
 use crate::accel::code_watch::layout as watch_layout;
 use crate::cpu::decode::DecodedInsn;
@@ -207,6 +207,9 @@ impl Translator {
             return self.mov_mem(d, k, start, end, mem1);
         }
         if let Some((op, kind, writes)) = alu_of(m) {
+            if mem0 || mem1 {
+                return self.alu_mem(i, k, start, end, (op, kind, writes), mem1);
+            }
             let Some((r0, w)) = reg(i, 0) else {
                 return false;
             };
@@ -225,6 +228,20 @@ impl Translator {
             return true;
         }
         match m {
+            Mn::Movzx | Mn::Movsx | Mn::Movsxd => return self.extend(i, k, start, end, mem1),
+            Mn::Push | Mn::Pop
+                if i.op_count() == 1 && i.stack_pointer_increment().unsigned_abs() == 8 =>
+            {
+                let Some((r, W::Q)) = reg(i, 0) else {
+                    return false;
+                };
+                if m == Mn::Push {
+                    self.push(r, k, start, end);
+                } else {
+                    self.pop(r, k, start, end);
+                }
+                return true;
+            }
             Mn::Mov => {
                 let Some((r0, w)) = reg(i, 0) else {
                     return false;
@@ -295,16 +312,181 @@ impl Translator {
 
     fn alu(&mut self, op: Alu, kind: FlagOp, writes: bool, w: W, r0: u8, src: Src) {
         self.a.load(w, R::Rax, gpr(r0));
+        self.load_src(w, src);
+        self.alu_values(op, kind, writes.then_some(r0), w);
+    }
+
+    /// RCX = `src`.
+    fn load_src(&mut self, w: W, src: Src) {
         match src {
             Src::Reg(r1) => self.a.load(w, R::Rcx, gpr(r1)),
             Src::Imm(v) => self.a.mov_imm(R::Rcx, v),
         }
+    }
+
+    /// RDX = RAX op RCX, written to `dst` if any, flags recorded.
+    fn alu_values(&mut self, op: Alu, kind: FlagOp, dst: Option<u8>, w: W) {
         self.a.mov_rr(W::Q, R::Rdx, R::Rax);
         self.a.alu_rr(op, w, R::Rdx, R::Rcx);
-        if writes {
+        if let Some(r0) = dst {
             self.a.store(W::Q, gpr(r0), R::Rdx);
         }
         self.record(kind, w, None);
+    }
+
+    /// `op r, [m]`, and CMP/TEST `[m], r/imm` (no memory write): the operand loaded through
+    /// the inline TLB lookup, the call-out on a miss. Either way the flags record is the
+    /// same (the fast forms record these exactly like the register forms).
+    fn alu_mem(
+        &mut self,
+        i: &Instruction,
+        k: u32,
+        start: u64,
+        end: u64,
+        (op, kind, writes): (Alu, FlagOp, bool),
+        load_src: bool,
+    ) -> bool {
+        let Some(m) = flat_mem(i) else {
+            return false;
+        };
+        let host = M {
+            base: R::Rdx,
+            disp: 0,
+        };
+        let slow = self.a.label();
+        if load_src {
+            let Some((r0, w)) = reg(i, 0) else {
+                return false;
+            };
+            self.tlb_lookup(&m, w, Access::Read, slow);
+            self.a.load(w, R::Rcx, host);
+            self.a.load(w, R::Rax, gpr(r0));
+            self.alu_values(op, kind, writes.then_some(r0), w);
+        } else {
+            if writes {
+                return false;
+            }
+            let (w, src) = if let Some((r1, w)) = reg(i, 1) {
+                (w, Src::Reg(r1))
+            } else if fast::is_imm(i, 1) {
+                let w = match i.memory_size().size() {
+                    8 => W::Q,
+                    4 => W::D,
+                    _ => return false,
+                };
+                let mask = if w == W::Q { u64::MAX } else { 0xffff_ffff };
+                (w, Src::Imm(i.immediate(1) & mask))
+            } else {
+                return false;
+            };
+            self.tlb_lookup(&m, w, Access::Read, slow);
+            self.a.load(w, R::Rax, host);
+            self.load_src(w, src);
+            self.alu_values(op, kind, None, w);
+        }
+        self.slow_path(slow, k, start, end);
+        true
+    }
+
+    /// MOVZX/MOVSX/MOVSXD into a 32- or 64-bit register from a register or memory.
+    fn extend(&mut self, i: &Instruction, k: u32, start: u64, end: u64, from_mem: bool) -> bool {
+        let Some((r0, w)) = reg(i, 0) else {
+            return false;
+        };
+        let from = match crate::cpu::exec::op_size(i, 1) {
+            1 => Ext::B,
+            2 => Ext::W,
+            4 => Ext::D,
+            _ => return false,
+        };
+        let signed = i.mnemonic() != Mn::Movzx;
+        // MOVSXD into a 32-bit register is a plain move; leave the odd form to its semantics.
+        if from == Ext::D && (!signed || w == W::D) {
+            return false;
+        }
+        let slow = self.a.label();
+        if from_mem {
+            let Some(m) = flat_mem(i) else {
+                return false;
+            };
+            let size = match from {
+                Ext::B => 1,
+                Ext::W => 2,
+                Ext::D => 4,
+            };
+            self.tlb_lookup_sized(&m, size, Access::Read, slow);
+            let host = M {
+                base: R::Rdx,
+                disp: 0,
+            };
+            self.a.extend_m(from, signed, w, R::Rax, host);
+        } else {
+            if i.op_kind(1) != OpKind::Register {
+                return false;
+            }
+            let Some(r1) = fast::gpr(i.op_register(1)) else {
+                return false;
+            };
+            self.a.load(W::Q, R::Rax, gpr(r1));
+            self.a.extend_r(from, signed, w, R::Rax, R::Rax);
+        }
+        self.a.store(W::Q, gpr(r0), R::Rax);
+        if from_mem {
+            self.slow_path(slow, k, start, end);
+        }
+        true
+    }
+
+    /// PUSH r64 in 64-bit mode.
+    fn push(&mut self, r: u8, k: u32, start: u64, end: u64) {
+        let slow = self.a.label();
+        self.a.load(W::Q, R::Rax, gpr(4));
+        self.a.alu_ri(Alu::Sub, W::Q, R::Rax, 8);
+        self.tlb_lookup_lin(8, Access::Write, slow);
+        self.a.load(W::Q, R::Rcx, gpr(r));
+        self.a.store(
+            W::Q,
+            M {
+                base: R::Rdx,
+                disp: 0,
+            },
+            R::Rcx,
+        );
+        self.a.store(W::Q, gpr(4), R::Rax);
+        self.slow_path(slow, k, start, end);
+    }
+
+    /// POP r64 in 64-bit mode (POP RSP leaves the popped value).
+    fn pop(&mut self, r: u8, k: u32, start: u64, end: u64) {
+        let slow = self.a.label();
+        self.a.load(W::Q, R::Rax, gpr(4));
+        self.tlb_lookup_lin(8, Access::Read, slow);
+        self.a.load(
+            W::Q,
+            R::Rcx,
+            M {
+                base: R::Rdx,
+                disp: 0,
+            },
+        );
+        self.a.alu_ri(Alu::Add, W::Q, R::Rax, 8);
+        self.a.store(W::Q, gpr(4), R::Rax);
+        self.a.store(W::Q, gpr(r), R::Rcx);
+        self.slow_path(slow, k, start, end);
+    }
+
+    /// The fast path just emitted is complete: `slow` runs instruction `k` by its call-out
+    /// instead and comes back here.
+    fn slow_path(&mut self, slow: Label, k: u32, start: u64, end: u64) {
+        let resume = self.a.label();
+        self.a.bind(resume);
+        self.slow.push(Slow {
+            label: slow,
+            resume,
+            k,
+            start,
+            end,
+        });
     }
 
     fn incdec(&mut self, w: W, r0: u8, dec: bool) {
@@ -430,13 +612,9 @@ impl Translator {
     /// the instruction's call-out when that misses (or the address is unusual).
     fn mov_mem(&mut self, d: &DecodedInsn, k: u32, start: u64, end: u64, load: bool) -> bool {
         let i = &d.insn;
-        let Some(m) = fast::mem(i, 64) else {
+        let Some(m) = flat_mem(i) else {
             return false;
         };
-        // FS and GS have bases; the others are flat in 64-bit mode.
-        if usize::from(m.seg) >= sreg::FS {
-            return false;
-        }
         let host = M {
             base: R::Rdx,
             disp: 0,
@@ -469,15 +647,7 @@ impl Translator {
         } else {
             return false;
         }
-        let resume = self.a.label();
-        self.a.bind(resume);
-        self.slow.push(Slow {
-            label: slow,
-            resume,
-            k,
-            start,
-            end,
-        });
+        self.slow_path(slow, k, start, end);
         true
     }
 
@@ -485,8 +655,17 @@ impl Translator {
     /// canonical, crossing a page, TLB miss, MMIO, or a mode where the short path does not
     /// apply: `LoopCtx::tlb_tag` is then 0). RAX keeps the linear address.
     fn tlb_lookup(&mut self, m: &fast::Mem, w: W, acc: Access, slow: Label) {
-        let size = if w == W::Q { 8 } else { 4 };
+        self.tlb_lookup_sized(m, if w == W::Q { 8 } else { 4 }, acc, slow);
+    }
+
+    /// [`Translator::tlb_lookup`] of a `size`-byte access.
+    fn tlb_lookup_sized(&mut self, m: &fast::Mem, size: i32, acc: Access, slow: Label) {
         self.ea(m);
+        self.tlb_lookup_lin(size, acc, slow);
+    }
+
+    /// [`Translator::tlb_lookup`] of a `size`-byte access at the linear address in RAX.
+    fn tlb_lookup_lin(&mut self, size: i32, acc: Access, slow: Label) {
         // Canonical: bits 63..47 all equal.
         self.a.mov_rr(W::Q, R::Rcx, R::Rax);
         self.a.shl(R::Rcx, 16);
@@ -589,6 +768,12 @@ struct Slow {
     k: u32,
     start: u64,
     end: u64,
+}
+
+/// The memory operand of `i` if its segment is flat in 64-bit mode (not FS or GS).
+fn flat_mem(i: &Instruction) -> Option<fast::Mem> {
+    let m = fast::mem(i, 64)?;
+    (usize::from(m.seg) < sreg::FS).then_some(m)
 }
 
 #[derive(Clone, Copy)]

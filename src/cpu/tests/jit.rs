@@ -36,7 +36,7 @@ fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
     let mem = qword_ptr(DATA + 8 * rng.below(32) as u64);
     let dmem = dword_ptr(DATA + 4 * rng.below(64) as u64);
     let slot = 8 * rng.below(32) as i32;
-    match rng.below(37) {
+    match rng.below(48) {
         0 => a.add(q, q2),
         1 => a.sub(d, d2),
         2 => a.and(q, imm),
@@ -78,6 +78,20 @@ fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
         33 => a.mov(q, qword_ptr(MMIO)),
         34 => a.mov(qword_ptr(r15 + slot), imm),
         35 => a.mov(q, qword_ptr(r15 + slot)),
+        36 => a.add(q, qword_ptr(r15 + slot)),
+        37 => a.cmp(dword_ptr(r15 + slot), imm),
+        38 => a.test(qword_ptr(DATA + 0xff8), q2),
+        39 => a.movzx(d, byte_ptr(r15 + slot + 3)),
+        40 => a.movsx(q, word_ptr(r15 + slot + 1)),
+        41 => a.movsxd(q, dword_ptr(DATA + 0xffe)),
+        42 => a.movzx(q, R8[rng.below(4)]),
+        43 => a.movsx(d, R16[rng.below(4)]),
+        44 => a.movsxd(q, d2),
+        45 => {
+            a.push(q)?;
+            a.pop(q2)
+        }
+        46 => a.sub(d, dword_ptr(MMIO + 4)),
         _ => a.xor(d, d),
     }
 }
