@@ -228,7 +228,7 @@ impl Translator {
             return true;
         }
         match m {
-            Mn::Movzx | Mn::Movsx | Mn::Movsxd => return self.extend(i, k, start, end, mem1),
+            Mn::Movzx | Mn::Movsx | Mn::Movsxd => self.extend(i, k, start, end, mem1),
             Mn::Push | Mn::Pop
                 if i.op_count() == 1 && i.stack_pointer_increment().unsigned_abs() == 8 =>
             {
@@ -240,7 +240,7 @@ impl Translator {
                 } else {
                     self.pop(r, k, start, end);
                 }
-                return true;
+                true
             }
             Mn::Mov => {
                 let Some((r0, w)) = reg(i, 0) else {
