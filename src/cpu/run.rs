@@ -118,11 +118,16 @@ impl Cpu {
             let mut looped = 0;
             if let Some(entry) = entry {
                 let budget = if self.trace.mask.cpu {
-                    // Traced: one pass per block, as interpreted.
+                    // Traced: one block per entry, as interpreted.
                     0
                 } else {
-                    (room - block.len) as u64
+                    room as u64
                 };
+                if block.phys != super::decode::UNCACHED {
+                    let gen = self.blocks.generation();
+                    let rip = self.state.rip;
+                    self.jit.remember(rip, block.phys, gen, block.len, entry);
+                }
                 self.jit_ctx.budget = budget;
                 self.jit_ctx.tlb_tag = self.block_mode.jit_tag_bits();
                 self.jit_ctx.kick = kick as *const AtomicBool as usize;

@@ -66,6 +66,9 @@ pub struct BlockRef {
     block: *const Block,
     /// Number of instructions (known without touching the block).
     pub len: usize,
+    /// Guest-physical address of its first byte ([`UNCACHED`] for a block that is not in the
+    /// cache).
+    pub phys: u64,
     /// RIP wraps to this (see [`Block::ip_mask`]).
     pub ip_mask: u64,
 }
@@ -82,8 +85,14 @@ impl BlockRef {
         BlockRef {
             block: b,
             len: b.insns.len(),
+            phys: UNCACHED,
             ip_mask: b.ip_mask,
         }
+    }
+
+    /// The same block, cached at guest-physical `phys`.
+    pub fn at(self, phys: u64) -> Self {
+        BlockRef { phys, ..self }
     }
 
     /// The block's JIT state (valid as long as [`BlockRef::insns`] is).
@@ -149,6 +158,7 @@ impl Entry {
             || BlockRef {
                 block: self.block,
                 len: (self.tag >> 8 & 0xff) as usize,
+                phys: self.phys,
                 ip_mask: ip_mask(u32::from(key.bits)),
             },
         )
@@ -192,6 +202,12 @@ pub struct BlockCache {
     /// The code epoch `gen` last moved for.
     gen_epoch: u64,
 }
+
+/// [`BlockRef::phys`] of a block that is not cached (no RAM address is this).
+pub const UNCACHED: u64 = u64::MAX;
+
+/// Byte offset of the link generation in a [`BlockCache`] (translated code compares it).
+pub(crate) const GEN_OFFSET: usize = std::mem::offset_of!(BlockCache, gen);
 
 #[inline]
 fn fast_index(k: &Key) -> usize {
@@ -318,6 +334,18 @@ impl BlockCache {
             self.forget(&k);
         }
         true
+    }
+
+    /// The link generation: it moves whenever a block leaves the map (or the code epoch
+    /// moves), so anything that remembers blocks by generation stops trusting them.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.gen
+    }
+
+    /// Start a new link generation (the JIT's code arena started over).
+    pub fn new_generation(&mut self) {
+        self.gen += 1;
     }
 
     /// Drop everything.

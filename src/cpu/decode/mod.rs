@@ -21,7 +21,8 @@ use iced_x86::Instruction;
 use super::exec::fast::{self, Ops};
 use super::fault::Res;
 use super::Cpu;
-pub use cache::{BlockCache, BlockRef, Key};
+pub(crate) use cache::GEN_OFFSET;
+pub use cache::{BlockCache, BlockRef, Key, UNCACHED};
 
 /// Maximum instructions per block.
 pub const MAX_BLOCK: usize = 64;
@@ -174,7 +175,7 @@ impl Cpu {
             }
             if valid {
                 self.blocks.remember(key, b, epoch);
-                return Ok(BlockRef::of(b));
+                return Ok(BlockRef::of(b).at(key.phys));
             }
             // Guest RAM was written behind our back (DMA, another vCPU): decode afresh.
             self.blocks.invalidate_page(frame);
@@ -223,7 +224,7 @@ impl Cpu {
             self.trace_block(&block, lin, key.phys);
         }
         self.tlb.flush_phys_writes(frame);
-        let r = BlockRef::of(&block);
+        let r = BlockRef::of(&block).at(key.phys);
         self.blocks.insert(key, block, epoch);
         Ok(r)
     }

@@ -319,6 +319,16 @@ impl Asm {
         self.imm32(0);
     }
 
+    /// `jmp qword [m]`.
+    pub fn jmp_m(&mut self, m: M) {
+        self.op(false, &[0xff], 4, Rm::Mem(m));
+    }
+
+    /// Bytes emitted so far.
+    pub fn pos(&self) -> usize {
+        self.buf.len()
+    }
+
     /// `call r`.
     pub fn call(&mut self, r: R) {
         self.op(false, &[0xff], 2, Rm::Reg(r as u8));
@@ -414,6 +424,7 @@ mod tests {
         a.extend_m(Ext::B, true, W::D, R::Rax, m);
         a.extend_m(Ext::W, false, W::D, R::Rcx, near);
         a.call(R::Rax);
+        a.jmp_m(m);
         a.push(R::Rbx);
         a.pop(R::Rbx);
         a.ret();
@@ -455,6 +466,7 @@ mod tests {
             "movsx eax,byte ptr [rbx+120h]",
             "movzx ecx,word ptr [rbx-8]",
             "call rax",
+            "jmp qword ptr [rbx+120h]",
             "push rbx",
             "pop rbx",
             "ret",

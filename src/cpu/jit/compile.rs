@@ -25,14 +25,20 @@ use std::mem::offset_of;
 use iced_x86::{Instruction, Mnemonic as Mn, OpKind};
 
 use super::asm::{Alu, Asm, Ext, Label, M, R, W};
-use super::{helpers, LoopCtx};
+use super::{helpers, jump_index, Jit, JumpEntry, LoopCtx};
 use crate::accel::code_watch::layout as watch_layout;
 use crate::cpu::decode::DecodedInsn;
+use crate::cpu::decode::GEN_OFFSET;
 use crate::cpu::exec::{alu, fast};
 use crate::cpu::flags::{layout, FlagOp};
+use crate::cpu::mmu::seg::canonical;
 use crate::cpu::mmu::tlb::{layout as tlb_layout, Access, TLB_SIZE};
 use crate::cpu::state::{sreg, CpuState};
 use crate::cpu::Cpu;
+
+/// Bytes of the prologue every translation starts with (`push rbx; mov rbx, rdi`): a block
+/// chained to from another enters after it, with RBX already the Cpu.
+pub const PROLOGUE: usize = 4;
 
 /// Status: the block ran to its end.
 pub const DONE: u64 = 0;
@@ -118,6 +124,7 @@ pub fn translate(
     // Prologue: RBX is callee-saved and holds the Cpu; the push also aligns RSP for calls.
     t.a.push(R::Rbx);
     t.a.mov_rr(W::Q, R::Rbx, R::Rdi);
+    debug_assert_eq!(t.a.pos(), PROLOGUE);
     t.a.bind(t.top);
     let mut pc = rip & ip_mask;
     let mut ended = false;
@@ -133,11 +140,12 @@ pub fn translate(
         t.callout(d, k as u32, start, end);
         ended = last;
     }
-    if !ended {
+    if bits == 64 && !ended {
         // The block ended after an inline instruction that falls through.
-        t.a.store_imm64(rip_field(), pc, R::Rax);
+        t.goto(pc, last_index);
+    } else {
+        t.a.mov_imm(R::Rax, DONE << 32 | u64::from(last_index));
     }
-    t.a.mov_imm(R::Rax, DONE << 32 | u64::from(last_index));
     t.a.bind(t.epilogue);
     t.a.pop(R::Rbx);
     t.a.ret();
@@ -277,11 +285,20 @@ impl Translator {
                 self.lea(w, r0, &mem);
                 true
             }
-            _ if last && i.is_jcc_short_or_near() && i.op0_kind() == OpKind::NearBranch64 => {
+            // A non-canonical target faults on the branch: its semantics raise that.
+            _ if last
+                && i.is_jcc_short_or_near()
+                && i.op0_kind() == OpKind::NearBranch64
+                && canonical(i.near_branch_target()) =>
+            {
                 self.jcc(alu::cc(i), i.near_branch_target(), end, last_index);
                 true
             }
-            Mn::Jmp if last && i.op0_kind() == OpKind::NearBranch64 => {
+            Mn::Jmp
+                if last
+                    && i.op0_kind() == OpKind::NearBranch64
+                    && canonical(i.near_branch_target()) =>
+            {
                 self.goto(i.near_branch_target(), last_index);
                 true
             }
@@ -552,26 +569,38 @@ impl Translator {
                 self.a.jcc(5, taken);
             }
         }
-        self.a.store_imm64(rip_field(), end, R::Rax);
-        self.finish_block(last_index);
+        self.goto(end, last_index);
         self.a.bind(taken);
         self.goto(target, last_index);
     }
 
     /// End the block with a jump to `target`: back to the top if that is the block's own
     /// start and the run loop would run it again at once, else out to the run loop.
+    /// End the block with a jump to `target`. If nothing needs the run loop (budget left,
+    /// no kick, no new code epoch or watched frame) it goes on in translated code: back to
+    /// the top when `target` is the block's own start, else into the target's translation
+    /// when the jump cache has it (found by RIP, checked against the physical address the
+    /// instruction TLB gives for `target` and the link generation). Otherwise RIP is stored
+    /// and the block returns DONE.
+    ///
+    /// Only inline branches and fall-throughs end here: no instruction of this block changed
+    /// the mode, the CPL, IF or the interrupt shadow (those all end blocks as call-outs), so
+    /// the run loop would find the same mode facts and no interrupt to take.
     fn goto(&mut self, target: u64, last_index: u32) {
-        if target == self.start {
+        self.a.store_imm64(rip_field(), target, R::Rax);
+        if canonical(target) {
             let out = self.a.label();
-            let n = self.n as i8;
+            let n = self.n as i32;
             let ctx = |off: usize| field(offset_of!(Cpu, jit_ctx) + off);
-            self.a
-                .alu_mi8(Alu::Cmp, W::Q, ctx(offset_of!(LoopCtx, budget)), n);
+            let budget = ctx(offset_of!(LoopCtx, budget));
+            // RAX = budget left once this block is counted (out if none).
+            self.a.load(W::Q, R::Rax, budget);
+            self.a.alu_ri(Alu::Sub, W::Q, R::Rax, n);
             self.a.jcc(2, out);
-            self.a.load(W::Q, R::Rax, ctx(offset_of!(LoopCtx, kick)));
+            self.a.load(W::Q, R::Rdx, ctx(offset_of!(LoopCtx, kick)));
             self.a.cmp_m8(
                 M {
-                    base: R::Rax,
+                    base: R::Rdx,
                     disp: 0,
                 },
                 0,
@@ -579,7 +608,7 @@ impl Translator {
             self.a.jcc(5, out);
             // Another vCPU or a device wrote code, or started watching a frame we may hold
             // writable: the run loop must look (see `decode::current_block`).
-            self.a.load(W::Q, R::Rax, ctx(offset_of!(LoopCtx, watch)));
+            self.a.load(W::Q, R::Rdx, ctx(offset_of!(LoopCtx, watch)));
             for (counter, seen) in [
                 (watch_layout::EPOCH, ctx(offset_of!(LoopCtx, epoch))),
                 (watch_layout::MARKS, field(offset_of!(Cpu, seen_marks))),
@@ -588,24 +617,77 @@ impl Translator {
                     W::Q,
                     R::Rcx,
                     M {
-                        base: R::Rax,
+                        base: R::Rdx,
                         disp: counter as i32,
                     },
                 );
                 self.a.alu_rm(Alu::Cmp, W::Q, R::Rcx, seen);
                 self.a.jcc(5, out);
             }
-            self.a
-                .alu_mi8(Alu::Sub, W::Q, ctx(offset_of!(LoopCtx, budget)), n);
-            if self.tsc_counts {
+            if target == self.start {
+                self.a.alu_ri(Alu::Cmp, W::Q, R::Rax, n);
+                self.a.jcc(2, out);
+                self.count_pass(budget);
+                self.a.jmp(self.top);
+            } else {
+                // The target's frame, from the instruction TLB entry of its page.
+                let tlb = offset_of!(Cpu, tlb) + tlb_layout::set(Access::Exec as usize);
+                self.a.load(W::Q, R::Rdx, field(tlb));
+                let e = |off: usize| M {
+                    base: R::Rdx,
+                    disp: ((((target >> 12) as usize & (TLB_SIZE - 1)) << tlb_layout::SHIFT) + off)
+                        as i32,
+                };
+                self.a.mov_imm(R::Rcx, target & !0xfff);
                 self.a
-                    .alu_mi8(Alu::Add, W::Q, state(offset_of!(CpuState, tsc)), n);
+                    .alu_rm(Alu::Or, W::Q, R::Rcx, ctx(offset_of!(LoopCtx, tlb_tag)));
+                self.a.alu_rm(Alu::Cmp, W::Q, R::Rcx, e(tlb_layout::TAG));
+                self.a.jcc(5, out);
+                self.a.load(W::Q, R::Rcx, e(tlb_layout::PHYS));
+                self.a
+                    .alu_ri(Alu::Or, W::Q, R::Rcx, (target & 0xfff) as i32);
+                // The jump-cache entry for `target`.
+                let jumps = offset_of!(Cpu, jit) + offset_of!(Jit, jumps);
+                self.a.load(W::Q, R::Rdx, field(jumps));
+                let j = |off: usize| M {
+                    base: R::Rdx,
+                    disp: (jump_index(target) * std::mem::size_of::<JumpEntry>() + off) as i32,
+                };
+                self.a
+                    .alu_rm(Alu::Cmp, W::Q, R::Rcx, j(offset_of!(JumpEntry, phys)));
+                self.a.jcc(5, out);
+                self.a.mov_imm(R::Rcx, target);
+                self.a
+                    .alu_rm(Alu::Cmp, W::Q, R::Rcx, j(offset_of!(JumpEntry, rip)));
+                self.a.jcc(5, out);
+                self.a
+                    .load(W::Q, R::Rcx, field(offset_of!(Cpu, blocks) + GEN_OFFSET));
+                self.a
+                    .alu_rm(Alu::Cmp, W::Q, R::Rcx, j(offset_of!(JumpEntry, gen)));
+                self.a.jcc(5, out);
+                self.a
+                    .alu_rm(Alu::Cmp, W::Q, R::Rax, j(offset_of!(JumpEntry, len)));
+                self.a.jcc(2, out);
+                self.count_pass(budget);
+                self.a.jmp_m(j(offset_of!(JumpEntry, top)));
             }
-            self.a.jmp(self.top);
             self.a.bind(out);
         }
-        self.a.store_imm64(rip_field(), target, R::Rax);
         self.finish_block(last_index);
+    }
+
+    /// This block retired in full and another pass or block follows: the budget left (in
+    /// RAX) is stored, and an instruction-counting TSC moves on.
+    fn count_pass(&mut self, budget: M) {
+        self.a.store(W::Q, budget, R::Rax);
+        if self.tsc_counts {
+            self.a.alu_mi8(
+                Alu::Add,
+                W::Q,
+                state(offset_of!(CpuState, tsc)),
+                self.n as i8,
+            );
+        }
     }
 
     /// MOV between a 32/64-bit register or immediate and memory: the TLB looked up inline,

@@ -44,15 +44,16 @@ pub const HOT: u32 = 16;
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct LoopCtx {
-    /// Instructions the run loop's budget still allows after the first pass; each further
-    /// pass takes its length off (the run loop counts what went).
-    pub budget: u64,
     /// Address of the run loop's kick flag (an `AtomicBool`).
     pub kick: usize,
     /// Address of the machine's `CodeWatch`.
     pub watch: usize,
     /// The code epoch the block was validated in.
     pub epoch: u64,
+    /// Instructions the run loop's budget allows from the start of the first block; each
+    /// jump to another pass or block takes the finished block's length off (the run loop
+    /// counts what went).
+    pub budget: u64,
     /// What inline memory accesses OR into the page to form a TLB tag
     /// (`BlockMode::jit_tag_bits`: 0 sends every access to its call-out).
     pub tlb_tag: u64,
@@ -67,7 +68,34 @@ pub struct BlockJit {
     code: AtomicU64,
 }
 
-/// Per-vCPU JIT state: the arena (mapped on first use) and counters.
+/// log2 of the entries in the jump cache.
+const JUMP_BITS: u32 = 10;
+
+/// One jump-cache entry: the translation of the block at (`rip`, `phys`), valid while the
+/// block cache's link generation is `gen`, entered `top` bytes in (past the prologue).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JumpEntry {
+    rip: u64,
+    phys: u64,
+    gen: u64,
+    /// Its instruction count.
+    len: u64,
+    /// Host address of the translation's first instruction after the prologue.
+    top: u64,
+}
+
+/// The jump-cache slot of a block at `rip` (a translation computes it for a constant target).
+pub(crate) fn jump_index(rip: u64) -> usize {
+    (rip.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - JUMP_BITS)) as usize
+}
+
+/// Per-vCPU JIT state: the arena (mapped on first use), the jump cache and counters.
+///
+/// The jump cache is how translations chain: a block that ends with a direct branch looks its
+/// target up there (by RIP, then by the physical address the TLB gives) and, if the entry is
+/// of the current link generation, jumps straight into the target's translation instead of
+/// returning to the run loop. The run loop fills an entry each time it enters a translation.
 pub struct Jit {
     /// Translate hot blocks.
     pub enabled: bool,
@@ -78,6 +106,7 @@ pub struct Jit {
     pub translated: u64,
     /// Bytes of host code written so far.
     pub code_bytes: u64,
+    jumps: Box<[JumpEntry; 1 << JUMP_BITS]>,
 }
 
 impl Jit {
@@ -89,7 +118,22 @@ impl Jit {
             arena: None,
             translated: 0,
             code_bytes: 0,
+            jumps: Box::new([JumpEntry::default(); 1 << JUMP_BITS]),
         }
+    }
+
+    /// Remember that the block at (`rip`, `phys`), of `len` instructions, has translation
+    /// `entry`, valid in link generation `gen`.
+    #[inline]
+    pub(crate) fn remember(&mut self, rip: u64, phys: u64, gen: u64, len: usize, entry: Entry) {
+        let e = &mut self.jumps[jump_index(rip)];
+        *e = JumpEntry {
+            rip,
+            phys,
+            gen,
+            len: len as u64,
+            top: entry as usize as u64 + compile::PROLOGUE as u64,
+        };
     }
 
     /// Arena generations started (0 before the first translation).
@@ -143,7 +187,12 @@ impl Cpu {
             }
         }
         let arena = self.jit.arena.as_mut()?;
+        let gen = arena.generation();
         let r: CodeRef = arena.put(&code)?;
+        if arena.generation() != gen {
+            // Older translations are gone: so are the jump-cache entries naming them.
+            self.blocks.new_generation();
+        }
         block.jit().code.store(r, Ordering::Relaxed);
         self.jit.translated += 1;
         self.jit.code_bytes += code.len() as u64;

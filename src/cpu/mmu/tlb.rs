@@ -41,6 +41,7 @@ pub(crate) mod layout {
     pub const TAG: usize = std::mem::offset_of!(TlbEntry, tag);
     pub const ADDEND: usize = std::mem::offset_of!(TlbEntry, addend);
     pub const MMIO: usize = std::mem::offset_of!(TlbEntry, mmio);
+    pub const PHYS: usize = std::mem::offset_of!(TlbEntry, phys);
     /// log2 of the entry size.
     pub const SHIFT: u32 = std::mem::size_of::<TlbEntry>().trailing_zeros();
     const _: () = assert!(1 << SHIFT == std::mem::size_of::<TlbEntry>());
