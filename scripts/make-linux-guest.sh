@@ -201,7 +201,7 @@ EOF
 }
 
 # Bump when the initramfs's contents change: a cached initramfs with another stamp is rebuilt.
-INITRAMFS_VERSION=4
+INITRAMFS_VERSION=5
 if [ -s "$OUT/initramfs.cpio.gz" ] &&
     [ "$(cat "$OUT/initramfs.version" 2>/dev/null)" != "$INITRAMFS_VERSION" ]; then
     log "initramfs made by an older version of this script: rebuilding it"
@@ -299,20 +299,32 @@ else
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev
 /bin/busybox --install -s
+# Power off once the console is quiet: its output goes out by transmit interrupts after
+# `write` returned, and `poweroff -f` does not wait for them. Waits until the UART's transmit
+# count stops moving (at most 1 s).
+off() {
+    last=; n=0
+    while [ $n -lt 20 ]; do
+        now=$(grep -o 'tx:[0-9]*' /proc/tty/driver/serial | head -n 1)
+        [ "$now" = "$last" ] && break
+        last=$now; n=$((n + 1)); sleep 0.05
+    done
+    poweroff -f
+}
 # `kemu.shell` on the kernel command line: an interactive shell on the console instead.
 if grep -qw kemu.shell /proc/cmdline; then
     echo "kemu: busybox shell (poweroff -f to leave)"
     exec setsid cttyhack sh
 fi
 # `kemu.disktest` / `kemu.diskbench`: the virtio disk test or benchmark, then power off.
-if grep -qw kemu.disktest /proc/cmdline; then kemu-disktest; poweroff -f; fi
-if grep -qw kemu.diskbench /proc/cmdline; then kemu-diskbench; poweroff -f; fi
+if grep -qw kemu.disktest /proc/cmdline; then kemu-disktest; off; fi
+if grep -qw kemu.diskbench /proc/cmdline; then kemu-diskbench; off; fi
 echo KEMU-LINUX-GUEST-OK
 uname -a
 cat /proc/cpuinfo
 date
 echo kemu | tr a-z A-Z
-poweroff -f
+off
 EOF
         chmod 755 "$I/init"
         (cd "$I" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -9 \
