@@ -260,6 +260,11 @@ impl Asm {
         self.byte(v);
     }
 
+    /// `imul dst, src`.
+    pub fn imul(&mut self, dst: R, src: R) {
+        self.op(true, &[0x0f, 0xaf], dst as u8, Rm::Reg(src as u8));
+    }
+
     /// `test a, b`.
     pub fn test_rr(&mut self, w: W, a: R, b: R) {
         self.op(w == W::Q, &[0x85], b as u8, Rm::Reg(a as u8));
@@ -401,6 +406,7 @@ mod tests {
         a.alu_mr(Alu::Or, W::Q, m, R::Rcx);
         a.alu_mi8(Alu::And, W::Q, m, -2);
         a.test_rr(W::Q, R::Rax, R::Rax);
+        a.imul(R::Rdx, R::Rcx);
         a.cmp_m8(
             M {
                 base: R::Rax,
@@ -449,6 +455,7 @@ mod tests {
             "or [rbx+120h],rcx",
             "and qword ptr [rbx+120h],0FFFFFFFFFFFFFFFEh",
             "test rax,rax",
+            "imul rdx,rcx",
             "cmp byte ptr [rax],0",
             "dec edx",
             "inc rdx",

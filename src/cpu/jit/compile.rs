@@ -25,7 +25,7 @@ use std::mem::offset_of;
 use iced_x86::{Instruction, Mnemonic as Mn, OpKind};
 
 use super::asm::{Alu, Asm, Ext, Label, M, R, W};
-use super::{helpers, jump_index, Jit, JumpEntry, LoopCtx};
+use super::{helpers, jump_index, Jit, JumpEntry, LoopCtx, JUMP_BITS, JUMP_ENTRY_SHIFT, JUMP_HASH};
 use crate::accel::code_watch::layout as watch_layout;
 use crate::cpu::decode::DecodedInsn;
 use crate::cpu::decode::GEN_OFFSET;
@@ -138,6 +138,11 @@ pub fn translate(
             continue;
         }
         t.callout(d, k as u32, start, end);
+        if last && bits == 64 && near_branch(&d.insn) {
+            // RIP is where the branch went, and nothing else changed that the run loop
+            // would look at: go on to the target if it is translated.
+            t.goto_dynamic(last_index);
+        }
         ended = last;
     }
     if bits == 64 && !ended {
@@ -237,6 +242,29 @@ impl Translator {
         }
         match m {
             Mn::Movzx | Mn::Movsx | Mn::Movsxd => self.extend(i, k, start, end, mem1),
+            Mn::Call
+                if last
+                    && i.code() == iced_x86::Code::Call_rel32_64
+                    && canonical(i.near_branch_target()) =>
+            {
+                self.call(i.near_branch_target(), k, start, end, last_index);
+                true
+            }
+            Mn::Ret
+                if last
+                    && matches!(
+                        i.code(),
+                        iced_x86::Code::Retnq | iced_x86::Code::Retnq_imm16
+                    ) =>
+            {
+                let pop = 8 + if i.op_count() > 0 {
+                    i32::from(i.immediate16())
+                } else {
+                    0
+                };
+                self.ret(pop, k, start, end, last_index);
+                true
+            }
             Mn::Push | Mn::Pop
                 if i.op_count() == 1 && i.stack_pointer_increment().unsigned_abs() == 8 =>
             {
@@ -454,6 +482,48 @@ impl Translator {
         true
     }
 
+    /// CALL rel32 in 64-bit mode: push the return address, then on as a jump.
+    fn call(&mut self, target: u64, k: u32, start: u64, end: u64, last_index: u32) {
+        let slow = self.a.label();
+        self.a.load(W::Q, R::Rax, gpr(4));
+        self.a.alu_ri(Alu::Sub, W::Q, R::Rax, 8);
+        self.tlb_lookup_lin(8, Access::Write, slow);
+        let host = M {
+            base: R::Rdx,
+            disp: 0,
+        };
+        self.a.store_imm64(host, end, R::Rcx);
+        self.a.store(W::Q, gpr(4), R::Rax);
+        self.slow_path(slow, k, start, end);
+        self.goto(target, last_index);
+    }
+
+    /// RET / RET imm16 in 64-bit mode (`pop` bytes off the stack): the return address is
+    /// checked canonical (the call-out raises the #GP), then on as an indirect jump.
+    fn ret(&mut self, pop: i32, k: u32, start: u64, end: u64, last_index: u32) {
+        let slow = self.a.label();
+        self.a.load(W::Q, R::Rax, gpr(4));
+        self.tlb_lookup_lin(8, Access::Read, slow);
+        self.a.load(
+            W::Q,
+            R::Rcx,
+            M {
+                base: R::Rdx,
+                disp: 0,
+            },
+        );
+        self.a.mov_rr(W::Q, R::Rdx, R::Rcx);
+        self.a.shl(R::Rdx, 16);
+        self.a.sar(R::Rdx, 16);
+        self.a.alu_rr(Alu::Cmp, W::Q, R::Rdx, R::Rcx);
+        self.a.jcc(5, slow);
+        self.a.alu_ri(Alu::Add, W::Q, R::Rax, pop);
+        self.a.store(W::Q, gpr(4), R::Rax);
+        self.a.store(W::Q, rip_field(), R::Rcx);
+        self.slow_path(slow, k, start, end);
+        self.goto_dynamic(last_index);
+    }
+
     /// PUSH r64 in 64-bit mode.
     fn push(&mut self, r: u8, k: u32, start: u64, end: u64) {
         let slow = self.a.label();
@@ -593,37 +663,7 @@ impl Translator {
             let n = self.n as i32;
             let ctx = |off: usize| field(offset_of!(Cpu, jit_ctx) + off);
             let budget = ctx(offset_of!(LoopCtx, budget));
-            // RAX = budget left once this block is counted (out if none).
-            self.a.load(W::Q, R::Rax, budget);
-            self.a.alu_ri(Alu::Sub, W::Q, R::Rax, n);
-            self.a.jcc(2, out);
-            self.a.load(W::Q, R::Rdx, ctx(offset_of!(LoopCtx, kick)));
-            self.a.cmp_m8(
-                M {
-                    base: R::Rdx,
-                    disp: 0,
-                },
-                0,
-            );
-            self.a.jcc(5, out);
-            // Another vCPU or a device wrote code, or started watching a frame we may hold
-            // writable: the run loop must look (see `decode::current_block`).
-            self.a.load(W::Q, R::Rdx, ctx(offset_of!(LoopCtx, watch)));
-            for (counter, seen) in [
-                (watch_layout::EPOCH, ctx(offset_of!(LoopCtx, epoch))),
-                (watch_layout::MARKS, field(offset_of!(Cpu, seen_marks))),
-            ] {
-                self.a.load(
-                    W::Q,
-                    R::Rcx,
-                    M {
-                        base: R::Rdx,
-                        disp: counter as i32,
-                    },
-                );
-                self.a.alu_rm(Alu::Cmp, W::Q, R::Rcx, seen);
-                self.a.jcc(5, out);
-            }
+            self.attention(budget, out);
             if target == self.start {
                 self.a.alu_ri(Alu::Cmp, W::Q, R::Rax, n);
                 self.a.jcc(2, out);
@@ -674,6 +714,118 @@ impl Translator {
             self.a.bind(out);
         }
         self.finish_block(last_index);
+    }
+
+    /// End the block after a near branch whose target is only known at run time (in the
+    /// stored RIP): as [`Translator::goto`], with the instruction TLB and the jump cache
+    /// indexed at run time.
+    fn goto_dynamic(&mut self, last_index: u32) {
+        let out = self.a.label();
+        let ctx = |off: usize| field(offset_of!(Cpu, jit_ctx) + off);
+        let budget = ctx(offset_of!(LoopCtx, budget));
+        self.attention(budget, out);
+        let mem = |base: R, off: usize| M {
+            base,
+            disp: off as i32,
+        };
+        // RCX = target; RDX = its instruction TLB entry.
+        self.a.load(W::Q, R::Rcx, rip_field());
+        self.a.mov_rr(W::Q, R::Rdx, R::Rcx);
+        self.a.shr(R::Rdx, 12);
+        self.a.alu_ri(Alu::And, W::D, R::Rdx, TLB_SIZE as i32 - 1);
+        self.a.shl(R::Rdx, tlb_layout::SHIFT as u8);
+        let tlb = offset_of!(Cpu, tlb) + tlb_layout::set(Access::Exec as usize);
+        self.a.alu_rm(Alu::Add, W::Q, R::Rdx, field(tlb));
+        self.a.mov_rr(W::Q, R::Rsi, R::Rcx);
+        self.a.alu_ri(Alu::And, W::Q, R::Rsi, -4096);
+        self.a
+            .alu_rm(Alu::Or, W::Q, R::Rsi, ctx(offset_of!(LoopCtx, tlb_tag)));
+        self.a
+            .alu_rm(Alu::Cmp, W::Q, R::Rsi, mem(R::Rdx, tlb_layout::TAG));
+        self.a.jcc(5, out);
+        // RSI = the target's physical address.
+        self.a.load(W::Q, R::Rsi, mem(R::Rdx, tlb_layout::PHYS));
+        self.a.mov_rr(W::D, R::Rdx, R::Rcx);
+        self.a.alu_ri(Alu::And, W::D, R::Rdx, 0xfff);
+        self.a.alu_rr(Alu::Or, W::Q, R::Rsi, R::Rdx);
+        // RDX = its jump-cache entry.
+        self.a.mov_imm(R::Rdx, JUMP_HASH);
+        self.a.imul(R::Rdx, R::Rcx);
+        self.a.shr(R::Rdx, (64 - JUMP_BITS) as u8);
+        self.a.shl(R::Rdx, JUMP_ENTRY_SHIFT as u8);
+        let jumps = offset_of!(Cpu, jit) + offset_of!(Jit, jumps);
+        self.a.alu_rm(Alu::Add, W::Q, R::Rdx, field(jumps));
+        self.a.alu_rm(
+            Alu::Cmp,
+            W::Q,
+            R::Rsi,
+            mem(R::Rdx, offset_of!(JumpEntry, phys)),
+        );
+        self.a.jcc(5, out);
+        self.a.alu_rm(
+            Alu::Cmp,
+            W::Q,
+            R::Rcx,
+            mem(R::Rdx, offset_of!(JumpEntry, rip)),
+        );
+        self.a.jcc(5, out);
+        self.a
+            .load(W::Q, R::Rcx, field(offset_of!(Cpu, blocks) + GEN_OFFSET));
+        self.a.alu_rm(
+            Alu::Cmp,
+            W::Q,
+            R::Rcx,
+            mem(R::Rdx, offset_of!(JumpEntry, gen)),
+        );
+        self.a.jcc(5, out);
+        self.a.alu_rm(
+            Alu::Cmp,
+            W::Q,
+            R::Rax,
+            mem(R::Rdx, offset_of!(JumpEntry, len)),
+        );
+        self.a.jcc(2, out);
+        self.count_pass(budget);
+        self.a.jmp_m(mem(R::Rdx, offset_of!(JumpEntry, top)));
+        self.a.bind(out);
+        self.finish_block(last_index);
+    }
+
+    /// The checks before going on in translated code: leaves in RAX the budget left once
+    /// this block is counted, or jumps to `out` when the run loop must look (no budget, a
+    /// kick, a new code epoch or a newly watched frame). Clobbers RCX and RDX.
+    fn attention(&mut self, budget: M, out: Label) {
+        let ctx = |off: usize| field(offset_of!(Cpu, jit_ctx) + off);
+        self.a.load(W::Q, R::Rax, budget);
+        self.a.alu_ri(Alu::Sub, W::Q, R::Rax, self.n as i32);
+        self.a.jcc(2, out);
+        self.a.load(W::Q, R::Rdx, ctx(offset_of!(LoopCtx, kick)));
+        self.a.cmp_m8(
+            M {
+                base: R::Rdx,
+                disp: 0,
+            },
+            0,
+        );
+        self.a.jcc(5, out);
+        // Another vCPU or a device wrote code, or started watching a frame we may hold
+        // writable: the run loop must look (see `decode::current_block`).
+        self.a.load(W::Q, R::Rdx, ctx(offset_of!(LoopCtx, watch)));
+        for (counter, seen) in [
+            (watch_layout::EPOCH, ctx(offset_of!(LoopCtx, epoch))),
+            (watch_layout::MARKS, field(offset_of!(Cpu, seen_marks))),
+        ] {
+            self.a.load(
+                W::Q,
+                R::Rcx,
+                M {
+                    base: R::Rdx,
+                    disp: counter as i32,
+                },
+            );
+            self.a.alu_rm(Alu::Cmp, W::Q, R::Rcx, seen);
+            self.a.jcc(5, out);
+        }
     }
 
     /// This block retired in full and another pass or block follows: the budget left (in
@@ -850,6 +1002,19 @@ struct Slow {
     k: u32,
     start: u64,
     end: u64,
+}
+
+/// A near JMP/CALL/RET/Jcc/LOOP (not far, not an interrupt): after it, only RIP (and the
+/// stack) changed of what the run loop looks at between blocks.
+fn near_branch(i: &Instruction) -> bool {
+    use iced_x86::FlowControl as F;
+    match i.flow_control() {
+        F::UnconditionalBranch | F::IndirectBranch => !i.is_jmp_far() && !i.is_jmp_far_indirect(),
+        F::Call | F::IndirectCall => !i.is_call_far() && !i.is_call_far_indirect(),
+        F::ConditionalBranch => true,
+        F::Return => i.mnemonic() == Mn::Ret,
+        _ => false,
+    }
 }
 
 /// The memory operand of `i` if its segment is flat in 64-bit mode (not FS or GS).

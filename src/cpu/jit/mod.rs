@@ -69,7 +69,7 @@ pub struct BlockJit {
 }
 
 /// log2 of the entries in the jump cache.
-const JUMP_BITS: u32 = 10;
+pub(crate) const JUMP_BITS: u32 = 10;
 
 /// One jump-cache entry: the translation of the block at (`rip`, `phys`), valid while the
 /// block cache's link generation is `gen`, entered `top` bytes in (past the prologue).
@@ -83,11 +83,19 @@ pub struct JumpEntry {
     len: u64,
     /// Host address of the translation's first instruction after the prologue.
     top: u64,
+    /// Pads the entry to 64 bytes: one cache line, and an index shift for translated code.
+    _pad: [u64; 3],
 }
+
+/// The multiplier of [`jump_index`]'s Fibonacci hash.
+pub(crate) const JUMP_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
+/// log2 of the size of a [`JumpEntry`].
+pub(crate) const JUMP_ENTRY_SHIFT: u32 = 6;
+const _: () = assert!(std::mem::size_of::<JumpEntry>() == 1 << JUMP_ENTRY_SHIFT);
 
 /// The jump-cache slot of a block at `rip` (a translation computes it for a constant target).
 pub(crate) fn jump_index(rip: u64) -> usize {
-    (rip.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - JUMP_BITS)) as usize
+    (rip.wrapping_mul(JUMP_HASH) >> (64 - JUMP_BITS)) as usize
 }
 
 /// Per-vCPU JIT state: the arena (mapped on first use), the jump cache and counters.
@@ -133,6 +141,7 @@ impl Jit {
             gen,
             len: len as u64,
             top: entry as usize as u64 + compile::PROLOGUE as u64,
+            _pad: [0; 3],
         };
     }
 

@@ -97,15 +97,20 @@ fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
 }
 
 /// `mov ecx, iters; top: <body>; <counter step>; jcc top; hlt`, sometimes with a forward
-/// branch inside the body (two blocks).
+/// branch inside the body (two blocks) or a call to a one-instruction function.
 fn random_loop(rng: &mut Rng) -> Vec<u8> {
     let iters = 1 + rng.below(300) as u32;
     let body = 1 + rng.below(12);
+    let calls = rng.below(3) == 0;
     super::asm(64, |a| {
+        let mut func = a.create_label();
         a.mov(ecx, iters)?;
         let mut top = a.create_label();
         a.set_label(&mut top)?;
         for k in 0..body {
+            if calls && k == body / 3 {
+                a.call(func)?;
+            }
             if k == body / 2 && rng.below(4) == 0 {
                 let mut skip = a.create_label();
                 a.test(R32[rng.below(R32.len())], 1)?;
@@ -140,7 +145,19 @@ fn random_loop(rng: &mut Rng) -> Vec<u8> {
                 a.loop_(top)?;
             }
         }
-        a.hlt()
+        a.hlt()?;
+        // A function for the calls: one instruction, then RET (sometimes RET imm16 after
+        // pushing a word to drop).
+        a.set_label(&mut func)?;
+        one(a, rng)?;
+        if rng.below(2) == 0 {
+            a.ret()
+        } else {
+            a.pop(r14)?;
+            a.push(rsp)?;
+            a.push(r14)?;
+            a.ret_1(8)
+        }
     })
 }
 
