@@ -1,5 +1,5 @@
-//! The software x86-64 CPU: decode cache, interpreter, MMU and exceptions. It reaches the
-//! outside only through the seam types in `crate::accel`.
+//! The software x86-64 CPU: decode cache, interpreter, baseline JIT, MMU and exceptions. It
+//! reaches the outside only through the seam types in `crate::accel`.
 //!
 //! A [`Cpu`] owns its architectural state ([`state::CpuState`]), a software TLB, and a block
 //! cache; it borrows guest RAM (`Arc<GuestRam>`), the machine's [`IoHandler`] and the shared
@@ -8,7 +8,8 @@
 //!
 //! Layout: `state`/`flags` (registers), `mmu/` (segmentation, paging, TLB), `decode/` (block
 //! cache, handler table), `exec/` (semantics by instruction family), `exception`/`interrupt`
-//! (event delivery), `descriptor` (GDT/LDT/TSS), `run` (the block loop), `trace` (`-d` hooks).
+//! (event delivery), `descriptor` (GDT/LDT/TSS), `run` (the block loop), `jit` (hot blocks as
+//! host code, entered from the block loop), `trace` (`-d` hooks).
 
 pub mod decode;
 pub mod descriptor;

@@ -1,8 +1,12 @@
-//! The interpreter loop: fetch the block at CS:RIP, call each instruction's semantics through
-//! its pre-resolved pointer, deliver faults and interrupts at instruction boundaries.
+//! The block loop: fetch the block at CS:RIP and run it, either through its translation
+//! (`cpu::jit`, once the block is hot and will run whole) or by calling each instruction's
+//! semantics through its pre-resolved pointer; deliver faults and interrupts at instruction
+//! boundaries.
 //!
 //! Between blocks it checks the kick flag and pending interrupts; retired instructions are
-//! counted once per block.
+//! counted once per block. Translations may run several blocks before they return (loops and
+//! chained branches): they do the same checks between them and report through
+//! `Cpu::jit_ctx` how many instructions went.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -52,8 +52,8 @@ pub fn cpuid(leaf: u32, _subleaf: u32, id: usize, count: usize) -> [u32; 4] {
         0x8000_0000 => [0x8000_0008, 0, 0, 0],
         0x8000_0001 => [0, 0, EXT1_ECX, EXT1_EDX],
         0x8000_0002 => text(b"kemu software x8"),
-        0x8000_0003 => text(b"6-64 CPU (tier 0"),
-        0x8000_0004 => text(b" interpreter)\0\0\0"),
+        0x8000_0003 => text(b"6-64 CPU (interp"),
+        0x8000_0004 => text(b"reter + JIT)\0\0\0\0"),
         0x8000_0008 => [0x3000 | PHYS_BITS, 0, 0, 0],
         _ => [0; 4],
     }

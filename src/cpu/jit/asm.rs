@@ -52,6 +52,15 @@ impl Alu {
     }
 }
 
+/// A shift, by the `/digit` of its `C1 /n` encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Shift {
+    Shl = 4,
+    Shr = 5,
+    Sar = 7,
+}
+
 /// A jump target inside the code being assembled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Label(usize);
@@ -262,7 +271,12 @@ impl Asm {
 
     /// `imul dst, src`.
     pub fn imul(&mut self, dst: R, src: R) {
-        self.op(true, &[0x0f, 0xaf], dst as u8, Rm::Reg(src as u8));
+        self.imul_w(W::Q, dst, src);
+    }
+
+    /// `imul dst, src` at width `w`.
+    pub fn imul_w(&mut self, w: W, dst: R, src: R) {
+        self.op(w == W::Q, &[0x0f, 0xaf], dst as u8, Rm::Reg(src as u8));
     }
 
     /// `test a, b`.
@@ -277,20 +291,28 @@ impl Asm {
 
     /// `shl r, n`.
     pub fn shl(&mut self, r: R, n: u8) {
-        self.op(true, &[0xc1], 4, Rm::Reg(r as u8));
-        self.byte(n);
+        self.shift(Shift::Shl, W::Q, r, n);
     }
 
     /// `shr r, n`.
     pub fn shr(&mut self, r: R, n: u8) {
-        self.op(true, &[0xc1], 5, Rm::Reg(r as u8));
-        self.byte(n);
+        self.shift(Shift::Shr, W::Q, r, n);
     }
 
     /// `sar r, n`.
     pub fn sar(&mut self, r: R, n: u8) {
-        self.op(true, &[0xc1], 7, Rm::Reg(r as u8));
+        self.shift(Shift::Sar, W::Q, r, n);
+    }
+
+    /// `shl/shr/sar r, n` at width `w`.
+    pub fn shift(&mut self, k: Shift, w: W, r: R, n: u8) {
+        self.op(w == W::Q, &[0xc1], k as u8, Rm::Reg(r as u8));
         self.byte(n);
+    }
+
+    /// `pushfq`.
+    pub fn pushf(&mut self) {
+        self.byte(0x9c);
     }
 
     /// `op r, imm32` (sign-extended for `W::Q`).
@@ -407,6 +429,9 @@ mod tests {
         a.alu_mi8(Alu::And, W::Q, m, -2);
         a.test_rr(W::Q, R::Rax, R::Rax);
         a.imul(R::Rdx, R::Rcx);
+        a.imul_w(W::D, R::Rax, R::Rdx);
+        a.shift(Shift::Sar, W::D, R::Rdx, 3);
+        a.pushf();
         a.cmp_m8(
             M {
                 base: R::Rax,
@@ -456,6 +481,9 @@ mod tests {
             "and qword ptr [rbx+120h],0FFFFFFFFFFFFFFFEh",
             "test rax,rax",
             "imul rdx,rcx",
+            "imul eax,edx",
+            "sar edx,3",
+            "pushfq",
             "cmp byte ptr [rax],0",
             "dec edx",
             "inc rdx",

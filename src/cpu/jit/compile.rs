@@ -24,13 +24,13 @@ use std::mem::offset_of;
 
 use iced_x86::{Instruction, Mnemonic as Mn, OpKind};
 
-use super::asm::{Alu, Asm, Ext, Label, M, R, W};
+use super::asm::{Alu, Asm, Ext, Label, Shift, M, R, W};
 use super::{helpers, jump_index, Jit, JumpEntry, LoopCtx, JUMP_BITS, JUMP_ENTRY_SHIFT, JUMP_HASH};
 use crate::accel::code_watch::layout as watch_layout;
 use crate::cpu::decode::DecodedInsn;
 use crate::cpu::decode::GEN_OFFSET;
 use crate::cpu::exec::{alu, fast};
-use crate::cpu::flags::{layout, FlagOp};
+use crate::cpu::flags::{layout, FlagOp, ARITH, PF, SF, ZF};
 use crate::cpu::mmu::seg::canonical;
 use crate::cpu::mmu::tlb::{layout as tlb_layout, Access, TLB_SIZE};
 use crate::cpu::state::{sreg, CpuState};
@@ -242,6 +242,49 @@ impl Translator {
         }
         match m {
             Mn::Movzx | Mn::Movsx | Mn::Movsxd => self.extend(i, k, start, end, mem1),
+            Mn::Shl | Mn::Sal | Mn::Shr | Mn::Sar if fast::is_imm(i, 1) => {
+                let Some((r0, w)) = reg(i, 0) else {
+                    return false;
+                };
+                let c = (i.immediate(1) & if w == W::Q { 0x3f } else { 0x1f }) as u8;
+                // A zero count leaves the flags alone: its semantics keep that rule.
+                if c == 0 {
+                    return false;
+                }
+                let kind = match m {
+                    Mn::Shr => Shift::Shr,
+                    Mn::Sar => Shift::Sar,
+                    _ => Shift::Shl,
+                };
+                self.shift(kind, w, r0, c);
+                true
+            }
+            Mn::Imul if i.op_count() >= 2 => {
+                let (Some((r0, w)), Some((r1, w1))) = (reg(i, 0), reg(i, 1)) else {
+                    return false;
+                };
+                if w1 != w {
+                    return false;
+                }
+                let mask = if w == W::Q { u64::MAX } else { 0xffff_ffff };
+                if i.op_count() == 3 {
+                    self.a.load(w, R::Rax, gpr(r1));
+                    self.a.mov_imm(R::Rcx, i.immediate(2) & mask);
+                } else {
+                    self.a.load(w, R::Rax, gpr(r0));
+                    self.a.load(w, R::Rcx, gpr(r1));
+                }
+                self.a.mov_rr(W::Q, R::Rdx, R::Rax);
+                self.a.imul_w(w, R::Rdx, R::Rcx);
+                // CF = OF = the product overflowed; SF, ZF and PF of the result; AF clear.
+                self.a.setcc(2, R::Rcx);
+                self.a.movzx8(R::Rcx);
+                self.a.mov_rr(W::D, R::Rsi, R::Rcx);
+                self.a.shift(Shift::Shl, W::D, R::Rsi, 11);
+                self.a.alu_rr(Alu::Or, W::D, R::Rcx, R::Rsi);
+                self.eager_flags(w, r0);
+                true
+            }
             Mn::Call
                 if last
                     && i.code() == iced_x86::Code::Call_rel32_64
@@ -522,6 +565,50 @@ impl Translator {
         self.a.store(W::Q, rip_field(), R::Rcx);
         self.slow_path(slow, k, start, end);
         self.goto_dynamic(last_index);
+    }
+
+    /// SHL/SHR/SAR of a register by a non-zero immediate count, flags as `exec::shift`
+    /// computes them: CF the last bit out; OF the result's sign XOR CF (SHL), the operand's
+    /// sign (SHR) or clear (SAR), whatever the count; SF, ZF, PF of the result; AF clear.
+    fn shift(&mut self, kind: Shift, w: W, r0: u8, c: u8) {
+        let sign = if w == W::Q { 63 } else { 31 };
+        self.a.load(w, R::Rax, gpr(r0));
+        self.a.mov_rr(W::Q, R::Rdx, R::Rax);
+        self.a.shift(kind, w, R::Rdx, c);
+        self.a.setcc(2, R::Rcx);
+        self.a.movzx8(R::Rcx);
+        let of_from = match kind {
+            Shift::Shl => Some(R::Rdx),
+            Shift::Shr => Some(R::Rax),
+            Shift::Sar => None,
+        };
+        if let Some(src) = of_from {
+            self.a.mov_rr(w, R::Rsi, src);
+            self.a.shift(Shift::Shr, w, R::Rsi, sign);
+            if kind == Shift::Shl {
+                self.a.alu_rr(Alu::Xor, W::D, R::Rsi, R::Rcx);
+            }
+            self.a.shift(Shift::Shl, W::D, R::Rsi, 11);
+            self.a.alu_rr(Alu::Or, W::D, R::Rcx, R::Rsi);
+        }
+        self.eager_flags(w, r0);
+    }
+
+    /// Write the result in RDX to `r0` and make the flags eager: CF and OF come in RCX
+    /// (bits 0 and 11), SF, ZF and PF are those of the result, AF is clear.
+    fn eager_flags(&mut self, w: W, r0: u8) {
+        self.a.test_rr(w, R::Rdx, R::Rdx);
+        self.a.pushf();
+        self.a.pop(R::Rsi);
+        self.a.alu_ri(Alu::And, W::D, R::Rsi, (SF | ZF | PF) as i32);
+        self.a.alu_rr(Alu::Or, W::D, R::Rcx, R::Rsi);
+        self.a.store(W::Q, gpr(r0), R::Rdx);
+        self.a.load(W::Q, R::Rsi, flags(layout::BITS));
+        self.a.alu_ri(Alu::And, W::Q, R::Rsi, !(ARITH as i32));
+        self.a.alu_rr(Alu::Or, W::Q, R::Rsi, R::Rcx);
+        self.a.store(W::Q, flags(layout::BITS), R::Rsi);
+        self.a.store_imm8(flags(layout::OP), FlagOp::None as u8);
+        self.known = Some((FlagOp::None, w));
     }
 
     /// PUSH r64 in 64-bit mode.

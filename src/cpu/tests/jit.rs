@@ -19,14 +19,16 @@ const MMIO: u64 = 0x1000_0000;
 /// Bytes of RAM from DATA the tests compare.
 const DATA_LEN: usize = 0x1010;
 
-const R64: [AsmRegister64; 12] = [rax, rdx, rbx, rsi, rdi, r8, r9, r10, r11, r12, r13, r14];
+const R64: [AsmRegister64; 12] = [rax, rdx, rbx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13];
 const R32: [AsmRegister32; 12] = [
-    eax, edx, ebx, esi, edi, r8d, r9d, r10d, r11d, r12d, r13d, r14d,
+    eax, edx, ebx, esi, edi, ebp, r8d, r9d, r10d, r11d, r12d, r13d,
 ];
+/// Where the loops sum the flags they capture (in DATA's compared range).
+const FLAG_LOG: u64 = DATA + 0xf00;
 const R16: [AsmRegister16; 4] = [ax, dx, bx, si];
 const R8: [AsmRegister8; 4] = [al, dl, bl, sil];
 
-/// One random instruction (never touching RCX, the loop counter, RSP or R15).
+/// One random instruction (never touching RCX, the loop counter, RSP, R14 or R15).
 fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
     let q = R64[rng.below(R64.len())];
     let q2 = R64[rng.below(R64.len())];
@@ -36,7 +38,7 @@ fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
     let mem = qword_ptr(DATA + 8 * rng.below(32) as u64);
     let dmem = dword_ptr(DATA + 4 * rng.below(64) as u64);
     let slot = 8 * rng.below(32) as i32;
-    match rng.below(48) {
+    match rng.below(53) {
         0 => a.add(q, q2),
         1 => a.sub(d, d2),
         2 => a.and(q, imm),
@@ -92,6 +94,11 @@ fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
             a.pop(q2)
         }
         46 => a.sub(d, dword_ptr(MMIO + 4)),
+        47 => a.sar(d, (rng.below(40)) as u32),
+        48 => a.shr(q, (rng.below(70)) as u32),
+        49 => a.imul_3(q, q2, imm),
+        50 => a.imul_3(d, d2, imm),
+        51 => a.imul_2(q, q2),
         _ => a.xor(d, d),
     }
 }
@@ -121,6 +128,12 @@ fn random_loop(rng: &mut Rng) -> Vec<u8> {
                 a.nop()?;
             }
             one(a, rng)?;
+            if rng.below(3) == 0 {
+                // Every flag the instruction left, defined or not, must agree.
+                a.pushfq()?;
+                a.pop(r14)?;
+                a.add(qword_ptr(FLAG_LOG), r14)?;
+            }
         }
         match rng.below(5) {
             0 => {
@@ -190,7 +203,7 @@ fn translated_loops_agree_with_the_interpreter() {
     let mut rng = Rng(0x1175_0001);
     let kick = AtomicBool::new(false);
     let mut translated = 0;
-    for case in 0..300 {
+    for case in 0..1000 {
         let code = random_loop(&mut rng);
         let seed = rng.next();
         let hot = [1, 2, 16][rng.below(3)];
