@@ -1,0 +1,290 @@
+//! How a translated block ends: Jcc (conditions from host flags when the flags' producer
+//! was emitted inline), CALL rel32 and RET, and the exit itself, which loops back to the top,
+//! chains into the next block's translation through the jump cache, or returns to the run
+//! loop.
+
+use std::mem::offset_of;
+
+use super::{field, flags, gpr, rip_field, state, Translator};
+use crate::accel::code_watch::layout as watch_layout;
+use crate::cpu::decode::GEN_OFFSET;
+use crate::cpu::flags::{layout, FlagOp};
+use crate::cpu::jit::asm::{Alu, Label, M, R, W};
+use crate::cpu::jit::{
+    helpers, jump_index, Jit, JumpEntry, LoopCtx, JUMP_BITS, JUMP_ENTRY_SHIFT, JUMP_HASH,
+};
+use crate::cpu::mmu::seg::canonical;
+use crate::cpu::mmu::tlb::{layout as tlb_layout, Access, TLB_SIZE};
+use crate::cpu::state::CpuState;
+use crate::cpu::Cpu;
+
+impl Translator {
+    /// CALL rel32 in 64-bit mode: push the return address, then on as a jump.
+    pub(super) fn call(&mut self, target: u64, k: u32, start: u64, end: u64, last_index: u32) {
+        let slow = self.a.label();
+        self.a.load(W::Q, R::Rax, gpr(4));
+        self.a.alu_ri(Alu::Sub, W::Q, R::Rax, 8);
+        self.tlb_lookup_lin(8, Access::Write, slow);
+        let host = M {
+            base: R::Rdx,
+            disp: 0,
+        };
+        self.a.store_imm64(host, end, R::Rcx);
+        self.a.store(W::Q, gpr(4), R::Rax);
+        self.slow_path(slow, k, start, end);
+        self.goto(target, last_index);
+    }
+
+    /// RET / RET imm16 in 64-bit mode (`pop` bytes off the stack): the return address is
+    /// checked canonical (the call-out raises the #GP), then on as an indirect jump.
+    pub(super) fn ret(&mut self, pop: i32, k: u32, start: u64, end: u64, last_index: u32) {
+        let slow = self.a.label();
+        self.a.load(W::Q, R::Rax, gpr(4));
+        self.tlb_lookup_lin(8, Access::Read, slow);
+        self.a.load(
+            W::Q,
+            R::Rcx,
+            M {
+                base: R::Rdx,
+                disp: 0,
+            },
+        );
+        self.a.mov_rr(W::Q, R::Rdx, R::Rcx);
+        self.a.shl(R::Rdx, 16);
+        self.a.sar(R::Rdx, 16);
+        self.a.alu_rr(Alu::Cmp, W::Q, R::Rdx, R::Rcx);
+        self.a.jcc(5, slow);
+        self.a.alu_ri(Alu::Add, W::Q, R::Rax, pop);
+        self.a.store(W::Q, gpr(4), R::Rax);
+        self.a.store(W::Q, rip_field(), R::Rcx);
+        self.slow_path(slow, k, start, end);
+        self.goto_dynamic(last_index);
+    }
+
+    pub(super) fn jcc(&mut self, cc: u8, target: u64, end: u64, last_index: u32) {
+        let taken = self.a.label();
+        let carry = matches!(cc >> 1, 1 | 3);
+        match self.known {
+            Some((kind @ (FlagOp::Add | FlagOp::Sub), w)) => {
+                self.replay(kind, w);
+                self.a.jcc(cc, taken);
+            }
+            Some((FlagOp::Logic, w)) => {
+                self.a.load(w, R::Rax, flags(layout::R));
+                self.a.test_rr(w, R::Rax, R::Rax);
+                self.a.jcc(cc, taken);
+            }
+            Some((kind @ (FlagOp::Inc | FlagOp::Dec), w)) if !carry => {
+                self.a.load(w, R::Rax, flags(layout::A));
+                self.a.incdec(w, R::Rax, kind == FlagOp::Dec);
+                self.a.jcc(cc, taken);
+            }
+            _ => {
+                self.call_helper(helpers::cond as *const () as usize, Some(u64::from(cc)));
+                self.a.test_rr(W::D, R::Rax, R::Rax);
+                self.a.jcc(5, taken);
+            }
+        }
+        self.goto(end, last_index);
+        self.a.bind(taken);
+        self.goto(target, last_index);
+    }
+
+    /// End the block with a jump to `target`: back to the top if that is the block's own
+    /// start and the run loop would run it again at once, else out to the run loop.
+    /// End the block with a jump to `target`. If nothing needs the run loop (budget left,
+    /// no kick, no new code epoch or watched frame) it goes on in translated code: back to
+    /// the top when `target` is the block's own start, else into the target's translation
+    /// when the jump cache has it (found by RIP, checked against the physical address the
+    /// instruction TLB gives for `target` and the link generation). Otherwise RIP is stored
+    /// and the block returns DONE.
+    ///
+    /// Only inline branches and fall-throughs end here: no instruction of this block changed
+    /// the mode, the CPL, IF or the interrupt shadow (those all end blocks as call-outs), so
+    /// the run loop would find the same mode facts and no interrupt to take.
+    pub(super) fn goto(&mut self, target: u64, last_index: u32) {
+        self.a.store_imm64(rip_field(), target, R::Rax);
+        if canonical(target) {
+            let out = self.a.label();
+            let n = self.n as i32;
+            let ctx = |off: usize| field(offset_of!(Cpu, jit_ctx) + off);
+            let budget = ctx(offset_of!(LoopCtx, budget));
+            self.attention(budget, out);
+            if target == self.start {
+                self.a.alu_ri(Alu::Cmp, W::Q, R::Rax, n);
+                self.a.jcc(2, out);
+                self.count_pass(budget);
+                self.a.jmp(self.top);
+            } else {
+                // The target's frame, from the instruction TLB entry of its page.
+                let tlb = offset_of!(Cpu, tlb) + tlb_layout::set(Access::Exec as usize);
+                self.a.load(W::Q, R::Rdx, field(tlb));
+                let e = |off: usize| M {
+                    base: R::Rdx,
+                    disp: ((((target >> 12) as usize & (TLB_SIZE - 1)) << tlb_layout::SHIFT) + off)
+                        as i32,
+                };
+                self.a.mov_imm(R::Rcx, target & !0xfff);
+                self.a
+                    .alu_rm(Alu::Or, W::Q, R::Rcx, ctx(offset_of!(LoopCtx, tlb_tag)));
+                self.a.alu_rm(Alu::Cmp, W::Q, R::Rcx, e(tlb_layout::TAG));
+                self.a.jcc(5, out);
+                self.a.load(W::Q, R::Rcx, e(tlb_layout::PHYS));
+                self.a
+                    .alu_ri(Alu::Or, W::Q, R::Rcx, (target & 0xfff) as i32);
+                // The jump-cache entry for `target`.
+                let jumps = offset_of!(Cpu, jit) + offset_of!(Jit, jumps);
+                self.a.load(W::Q, R::Rdx, field(jumps));
+                let j = |off: usize| M {
+                    base: R::Rdx,
+                    disp: (jump_index(target) * std::mem::size_of::<JumpEntry>() + off) as i32,
+                };
+                self.a
+                    .alu_rm(Alu::Cmp, W::Q, R::Rcx, j(offset_of!(JumpEntry, phys)));
+                self.a.jcc(5, out);
+                self.a.mov_imm(R::Rcx, target);
+                self.a
+                    .alu_rm(Alu::Cmp, W::Q, R::Rcx, j(offset_of!(JumpEntry, rip)));
+                self.a.jcc(5, out);
+                self.a
+                    .load(W::Q, R::Rcx, field(offset_of!(Cpu, blocks) + GEN_OFFSET));
+                self.a
+                    .alu_rm(Alu::Cmp, W::Q, R::Rcx, j(offset_of!(JumpEntry, gen)));
+                self.a.jcc(5, out);
+                self.a
+                    .alu_rm(Alu::Cmp, W::Q, R::Rax, j(offset_of!(JumpEntry, len)));
+                self.a.jcc(2, out);
+                self.count_pass(budget);
+                self.a.jmp_m(j(offset_of!(JumpEntry, top)));
+            }
+            self.a.bind(out);
+        }
+        self.finish_block(last_index);
+    }
+
+    /// End the block after a near branch whose target is only known at run time (in the
+    /// stored RIP): as [`Translator::goto`], with the instruction TLB and the jump cache
+    /// indexed at run time.
+    pub(super) fn goto_dynamic(&mut self, last_index: u32) {
+        let out = self.a.label();
+        let ctx = |off: usize| field(offset_of!(Cpu, jit_ctx) + off);
+        let budget = ctx(offset_of!(LoopCtx, budget));
+        self.attention(budget, out);
+        let mem = |base: R, off: usize| M {
+            base,
+            disp: off as i32,
+        };
+        // RCX = target; RDX = its instruction TLB entry.
+        self.a.load(W::Q, R::Rcx, rip_field());
+        self.a.mov_rr(W::Q, R::Rdx, R::Rcx);
+        self.a.shr(R::Rdx, 12);
+        self.a.alu_ri(Alu::And, W::D, R::Rdx, TLB_SIZE as i32 - 1);
+        self.a.shl(R::Rdx, tlb_layout::SHIFT as u8);
+        let tlb = offset_of!(Cpu, tlb) + tlb_layout::set(Access::Exec as usize);
+        self.a.alu_rm(Alu::Add, W::Q, R::Rdx, field(tlb));
+        self.a.mov_rr(W::Q, R::Rsi, R::Rcx);
+        self.a.alu_ri(Alu::And, W::Q, R::Rsi, -4096);
+        self.a
+            .alu_rm(Alu::Or, W::Q, R::Rsi, ctx(offset_of!(LoopCtx, tlb_tag)));
+        self.a
+            .alu_rm(Alu::Cmp, W::Q, R::Rsi, mem(R::Rdx, tlb_layout::TAG));
+        self.a.jcc(5, out);
+        // RSI = the target's physical address.
+        self.a.load(W::Q, R::Rsi, mem(R::Rdx, tlb_layout::PHYS));
+        self.a.mov_rr(W::D, R::Rdx, R::Rcx);
+        self.a.alu_ri(Alu::And, W::D, R::Rdx, 0xfff);
+        self.a.alu_rr(Alu::Or, W::Q, R::Rsi, R::Rdx);
+        // RDX = its jump-cache entry.
+        self.a.mov_imm(R::Rdx, JUMP_HASH);
+        self.a.imul(R::Rdx, R::Rcx);
+        self.a.shr(R::Rdx, (64 - JUMP_BITS) as u8);
+        self.a.shl(R::Rdx, JUMP_ENTRY_SHIFT as u8);
+        let jumps = offset_of!(Cpu, jit) + offset_of!(Jit, jumps);
+        self.a.alu_rm(Alu::Add, W::Q, R::Rdx, field(jumps));
+        self.a.alu_rm(
+            Alu::Cmp,
+            W::Q,
+            R::Rsi,
+            mem(R::Rdx, offset_of!(JumpEntry, phys)),
+        );
+        self.a.jcc(5, out);
+        self.a.alu_rm(
+            Alu::Cmp,
+            W::Q,
+            R::Rcx,
+            mem(R::Rdx, offset_of!(JumpEntry, rip)),
+        );
+        self.a.jcc(5, out);
+        self.a
+            .load(W::Q, R::Rcx, field(offset_of!(Cpu, blocks) + GEN_OFFSET));
+        self.a.alu_rm(
+            Alu::Cmp,
+            W::Q,
+            R::Rcx,
+            mem(R::Rdx, offset_of!(JumpEntry, gen)),
+        );
+        self.a.jcc(5, out);
+        self.a.alu_rm(
+            Alu::Cmp,
+            W::Q,
+            R::Rax,
+            mem(R::Rdx, offset_of!(JumpEntry, len)),
+        );
+        self.a.jcc(2, out);
+        self.count_pass(budget);
+        self.a.jmp_m(mem(R::Rdx, offset_of!(JumpEntry, top)));
+        self.a.bind(out);
+        self.finish_block(last_index);
+    }
+
+    /// The checks before going on in translated code: leaves in RAX the budget left once
+    /// this block is counted, or jumps to `out` when the run loop must look (no budget, a
+    /// kick, a new code epoch or a newly watched frame). Clobbers RCX and RDX.
+    pub(super) fn attention(&mut self, budget: M, out: Label) {
+        let ctx = |off: usize| field(offset_of!(Cpu, jit_ctx) + off);
+        self.a.load(W::Q, R::Rax, budget);
+        self.a.alu_ri(Alu::Sub, W::Q, R::Rax, self.n as i32);
+        self.a.jcc(2, out);
+        self.a.load(W::Q, R::Rdx, ctx(offset_of!(LoopCtx, kick)));
+        self.a.cmp_m8(
+            M {
+                base: R::Rdx,
+                disp: 0,
+            },
+            0,
+        );
+        self.a.jcc(5, out);
+        // Another vCPU or a device wrote code, or started watching a frame we may hold
+        // writable: the run loop must look (see `decode::current_block`).
+        self.a.load(W::Q, R::Rdx, ctx(offset_of!(LoopCtx, watch)));
+        for (counter, seen) in [
+            (watch_layout::EPOCH, ctx(offset_of!(LoopCtx, epoch))),
+            (watch_layout::MARKS, field(offset_of!(Cpu, seen_marks))),
+        ] {
+            self.a.load(
+                W::Q,
+                R::Rcx,
+                M {
+                    base: R::Rdx,
+                    disp: counter as i32,
+                },
+            );
+            self.a.alu_rm(Alu::Cmp, W::Q, R::Rcx, seen);
+            self.a.jcc(5, out);
+        }
+    }
+
+    /// This block retired in full and another pass or block follows: the budget left (in
+    /// RAX) is stored, and an instruction-counting TSC moves on.
+    pub(super) fn count_pass(&mut self, budget: M) {
+        self.a.store(W::Q, budget, R::Rax);
+        if self.tsc_counts {
+            self.a.alu_mi8(
+                Alu::Add,
+                W::Q,
+                state(offset_of!(CpuState, tsc)),
+                self.n as i8,
+            );
+        }
+    }
+}
