@@ -315,6 +315,11 @@ impl Asm {
         self.byte(0x9c);
     }
 
+    /// `popfq`.
+    pub fn popf(&mut self) {
+        self.byte(0x9d);
+    }
+
     /// `op r, imm32` (sign-extended for `W::Q`).
     pub fn alu_ri(&mut self, op: Alu, w: W, r: R, v: i32) {
         self.op(w == W::Q, &[0x81], op as u8, Rm::Reg(r as u8));
@@ -432,6 +437,7 @@ mod tests {
         a.imul_w(W::D, R::Rax, R::Rdx);
         a.shift(Shift::Sar, W::D, R::Rdx, 3);
         a.pushf();
+        a.popf();
         a.cmp_m8(
             M {
                 base: R::Rax,
@@ -484,6 +490,7 @@ mod tests {
             "imul eax,edx",
             "sar edx,3",
             "pushfq",
+            "popfq",
             "cmp byte ptr [rax],0",
             "dec edx",
             "inc rdx",

@@ -120,8 +120,31 @@ fn random_loop(rng: &mut Rng) -> Vec<u8> {
             }
             if k == body / 2 && rng.below(4) == 0 {
                 let mut skip = a.create_label();
-                a.test(R32[rng.below(R32.len())], 1)?;
-                a.jnz(skip)?;
+                let r = R32[rng.below(R32.len())];
+                // Conditions on flags from every kind of producer: lazy inline (TEST), eager
+                // inline (shift, IMUL), eager and lazy from call-outs (BT, ADC).
+                match rng.below(5) {
+                    0 => {
+                        a.test(r, 1)?;
+                        a.jnz(skip)?;
+                    }
+                    1 => {
+                        a.shl(r, 3)?;
+                        a.jo(skip)?;
+                    }
+                    2 => {
+                        a.imul_2(r, R32[rng.below(R32.len())])?;
+                        a.jl(skip)?;
+                    }
+                    3 => {
+                        a.bt(r, 5)?;
+                        a.jb(skip)?;
+                    }
+                    _ => {
+                        a.adc(r, R32[rng.below(R32.len())])?;
+                        a.jg(skip)?;
+                    }
+                }
                 one(a, rng)?;
                 a.set_label(&mut skip)?;
                 // An instruction must follow the label.

@@ -8,7 +8,7 @@ use std::mem::offset_of;
 use super::{field, flags, gpr, rip_field, state, Translator};
 use crate::accel::code_watch::layout as watch_layout;
 use crate::cpu::decode::GEN_OFFSET;
-use crate::cpu::flags::{layout, FlagOp};
+use crate::cpu::flags::{layout, FlagOp, ARITH};
 use crate::cpu::jit::asm::{Alu, Label, M, R, W};
 use crate::cpu::jit::{
     helpers, jump_index, Jit, JumpEntry, LoopCtx, JUMP_BITS, JUMP_ENTRY_SHIFT, JUMP_HASH,
@@ -79,10 +79,21 @@ impl Translator {
                 self.a.incdec(w, R::Rax, kind == FlagOp::Dec);
                 self.a.jcc(cc, taken);
             }
+            Some((FlagOp::None, _)) => self.jcc_on_bits(cc, taken),
             _ => {
+                // Flags from a call-out: materialised ones are tested in host flags, lazy
+                // ones by the interpreter's rules.
+                let lazy = self.a.label();
+                let fall = self.a.label();
+                self.a.cmp_m8(flags(layout::OP), FlagOp::None as u8);
+                self.a.jcc(5, lazy);
+                self.jcc_on_bits(cc, taken);
+                self.a.jmp(fall);
+                self.a.bind(lazy);
                 self.call_helper(helpers::cond as *const () as usize, Some(u64::from(cc)));
                 self.a.test_rr(W::D, R::Rax, R::Rax);
                 self.a.jcc(5, taken);
+                self.a.bind(fall);
             }
         }
         self.goto(end, last_index);
@@ -90,8 +101,17 @@ impl Translator {
         self.goto(target, last_index);
     }
 
-    /// End the block with a jump to `target`: back to the top if that is the block's own
-    /// start and the run loop would run it again at once, else out to the run loop.
+    /// Jump to `taken` if condition `cc` holds on the materialised flag bits: their
+    /// arithmetic flags (and only those: TF, AC or DF in the host's RFLAGS would trap or
+    /// break the calling convention) go through POPFQ into the host's.
+    fn jcc_on_bits(&mut self, cc: u8, taken: Label) {
+        self.a.load(W::Q, R::Rax, flags(layout::BITS));
+        self.a.alu_ri(Alu::And, W::D, R::Rax, ARITH as i32);
+        self.a.push(R::Rax);
+        self.a.popf();
+        self.a.jcc(cc, taken);
+    }
+
     /// End the block with a jump to `target`. If nothing needs the run loop (budget left,
     /// no kick, no new code epoch or watched frame) it goes on in translated code: back to
     /// the top when `target` is the block's own start, else into the target's translation
@@ -99,9 +119,10 @@ impl Translator {
     /// instruction TLB gives for `target` and the link generation). Otherwise RIP is stored
     /// and the block returns DONE.
     ///
-    /// Only inline branches and fall-throughs end here: no instruction of this block changed
-    /// the mode, the CPL, IF or the interrupt shadow (those all end blocks as call-outs), so
-    /// the run loop would find the same mode facts and no interrupt to take.
+    /// Only inline branches, CALLs and fall-throughs end here (and near branches through
+    /// [`Translator::goto_dynamic`]): no instruction of this block changed the mode, the CPL,
+    /// IF or the interrupt shadow (those all end their blocks, as call-outs that return to the
+    /// run loop), so the run loop would find the same mode facts and no interrupt to take.
     pub(super) fn goto(&mut self, target: u64, last_index: u32) {
         self.a.store_imm64(rip_field(), target, R::Rax);
         if canonical(target) {
