@@ -11,7 +11,8 @@
 //!
 //! Both sides are built once and reused for every block (PVM makes each KVM entry costly): the
 //! code page is rewritten through each side's `GuestRam`, and the software CPU's decode cache is
-//! told through [`TcgVcpu::cpu`]`().invalidate_code()`.
+//! told through [`TcgVcpu::cpu`]`().invalidate_code()`. Every other block runs on the software
+//! CPU translated by its JIT (translated before its first run), the others interpreted.
 
 use std::sync::Arc;
 
@@ -155,6 +156,8 @@ struct Side {
     name: &'static str,
     ram: Arc<GuestRam>,
     engine: Engine,
+    /// Blocks run so far.
+    runs: u64,
     // Keeps the VM (and its fds) alive for the vCPU.
     _accel: Box<dyn Accelerator>,
 }
@@ -262,6 +265,7 @@ impl Side {
             name,
             ram,
             engine,
+            runs: 0,
             _accel: accel,
         })
     }
@@ -279,8 +283,16 @@ impl Side {
         write(&self.ram, block.addr, &block.bytes)?;
         write(&self.ram, DATA, &start.data)?;
         if let Engine::Tcg(v) = &mut self.engine {
-            v.cpu().invalidate_code();
+            let cpu = v.cpu();
+            cpu.invalidate_code();
+            // Every other block is translated before its first run: both tiers meet the host.
+            cpu.jit.hot = if self.runs % 2 == 0 {
+                1
+            } else {
+                crate::cpu::jit::HOT
+            };
         }
+        self.runs += 1;
         let vcpu = self.vcpu();
         vcpu.set_state(&user_state(start)).map_err(aerr)?;
         let exit = vcpu.run().map_err(aerr)?;
