@@ -286,7 +286,7 @@ impl Side {
             let cpu = v.cpu();
             cpu.invalidate_code();
             // Every other block is translated before its first run: both tiers meet the host.
-            cpu.jit.hot = if self.runs % 2 == 0 {
+            cpu.jit.hot = if self.runs.is_multiple_of(2) {
                 1
             } else {
                 crate::cpu::jit::HOT
