@@ -201,13 +201,23 @@ pub struct BlockCache {
     gen: u64,
     /// The code epoch `gen` last moved for.
     gen_epoch: u64,
+    /// Recently run instructions that straddle a page boundary, by RIP (see
+    /// [`BlockCache::straddler`]).
+    straddlers: Vec<Option<Arc<Block>>>,
 }
+
+/// Entries in the straddling-instruction cache.
+const STRADDLERS: usize = 64;
 
 /// [`BlockRef::phys`] of a block that is not cached (no RAM address is this).
 pub const UNCACHED: u64 = u64::MAX;
 
 /// Byte offset of the link generation in a [`BlockCache`] (translated code compares it).
 pub(crate) const GEN_OFFSET: usize = std::mem::offset_of!(BlockCache, gen);
+
+fn straddler_index(rip: u64) -> usize {
+    (rip.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % STRADDLERS
+}
 
 #[inline]
 fn fast_index(k: &Key) -> usize {
@@ -220,6 +230,7 @@ impl BlockCache {
     pub fn new() -> Self {
         BlockCache {
             fast: vec![EMPTY_SLOT; 1 << FAST_BITS],
+            straddlers: vec![None; STRADDLERS],
             last: NO_SLOT,
             ..BlockCache::default()
         }
@@ -296,6 +307,29 @@ impl BlockCache {
         self.retired.push(block);
         self.last = NO_SLOT;
         r
+    }
+
+    /// The one-instruction block of an instruction at `rip` (in `bits`-bit code) that starts
+    /// with `code`, as [`BlockCache::keep_straddler`] kept it. Such instructions are not cached
+    /// by address (their bytes lie in two frames), so the caller fetches their bytes on every
+    /// run and this cache only saves decoding them again: a match on the bytes is always
+    /// current.
+    pub fn straddler(&self, rip: u64, bits: u32, code: &[u8]) -> Option<Arc<Block>> {
+        let b = self.straddlers.get(straddler_index(rip))?.as_ref()?;
+        let d = b.insns.first()?;
+        (d.insn.ip() == rip
+            && b.ip_mask == ip_mask(bits)
+            && !b.bytes.is_empty()
+            && code.starts_with(&b.bytes))
+        .then(|| b.clone())
+    }
+
+    /// Keep `block`, the one instruction at `rip` whose bytes are `block.bytes`, for
+    /// [`BlockCache::straddler`].
+    pub fn keep_straddler(&mut self, rip: u64, block: Arc<Block>) {
+        if let Some(slot) = self.straddlers.get_mut(straddler_index(rip)) {
+            *slot = Some(block);
+        }
     }
 
     /// Free the blocks dropped since the last call. Only the run loop calls this, between

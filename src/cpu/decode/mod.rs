@@ -194,6 +194,9 @@ impl Cpu {
                     (0x1000 - (lin & 0xfff) as usize).min(15)
                 };
                 self.fetch_bytes(lin, &mut buf[..avail])?;
+                if let Some(b) = self.blocks.straddler(rip, bits, &buf[..avail]) {
+                    return Ok(self.blocks.park(b));
+                }
                 let b =
                     decode_block(&buf[..avail], bits, rip, epoch, fast).unwrap_or_else(|| Block {
                         insns: vec![DecodedInsn::new(
@@ -207,17 +210,21 @@ impl Cpu {
                         ip_mask: ip_mask(bits),
                         jit: Default::default(),
                     });
-                let one = Block {
-                    insns: b.insns.into_iter().take(1).collect(),
-                    bytes: Vec::new(),
+                let insns: Vec<DecodedInsn> = b.insns.into_iter().take(1).collect();
+                // Its bytes, to know it again (none for an undecodable one).
+                let len = insns.first().map_or(0, |d| d.insn.len()).min(avail);
+                let one = Arc::new(Block {
+                    insns,
+                    bytes: buf[..len].to_vec(),
                     epoch: AtomicU64::new(epoch),
                     ip_mask: b.ip_mask,
                     jit: Default::default(),
-                };
+                });
                 if self.trace.mask.in_asm {
                     self.trace_block(&one, lin, frame | (lin & 0xfff));
                 }
-                return Ok(self.blocks.park(Arc::new(one)));
+                self.blocks.keep_straddler(rip, one.clone());
+                return Ok(self.blocks.park(one));
             }
         };
         if self.trace.mask.in_asm {

@@ -289,3 +289,40 @@ fn a_translated_loop_sees_its_own_code_change() {
         assert_eq!(g.gpr(0), want, "hot {hot}");
     }
 }
+
+#[test]
+fn an_instruction_straddling_two_pages_follows_its_bytes() {
+    // `add eax, imm32` at CODE + 0xffd straddles into the next page, where the loop rewrites
+    // the immediate's top byte halfway: straddling instructions are not cached by address, and
+    // the decode kept for one must not outlive its bytes.
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    let mut skip = a.create_label();
+    a.mov(ecx, 10u32).unwrap();
+    a.xor(eax, eax).unwrap();
+    a.jmp(top).unwrap();
+    let head = a.assemble(CODE).unwrap().len();
+    for _ in head..0xffd {
+        a.nop().unwrap();
+    }
+    a.set_label(&mut top).unwrap();
+    a.add(eax, 0x1111_1111).unwrap();
+    a.cmp(ecx, 5).unwrap();
+    a.jne(skip).unwrap();
+    a.mov(byte_ptr(CODE + 0x1001), 0x22).unwrap();
+    a.set_label(&mut skip).unwrap();
+    a.dec(ecx).unwrap();
+    a.jnz(top).unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(CODE).unwrap();
+    assert_eq!(code[0xffd], 0x05, "add eax, imm32 starts at 0xffd");
+    let want = (6 * 0x1111_1111u64 + 4 * 0x2211_1111) & 0xffff_ffff;
+    for (jit, hot) in [(true, 1), (true, 16), (false, 16)] {
+        let mut g = Guest::new();
+        g.set_long(&code);
+        g.cpu.jit.enabled = jit;
+        g.cpu.jit.hot = hot;
+        assert_eq!(g.run(), CpuExit::Halt);
+        assert_eq!(g.gpr(0), want, "jit {jit} hot {hot}");
+    }
+}
