@@ -134,6 +134,52 @@ pub(crate) fn mem(i: &Instruction, bits: u32) -> Option<Mem> {
     })
 }
 
+/// CMOVcc, any condition.
+pub(crate) fn is_cmovcc(m: M) -> bool {
+    matches!(
+        m,
+        M::Cmova
+            | M::Cmovae
+            | M::Cmovb
+            | M::Cmovbe
+            | M::Cmove
+            | M::Cmovg
+            | M::Cmovge
+            | M::Cmovl
+            | M::Cmovle
+            | M::Cmovne
+            | M::Cmovno
+            | M::Cmovnp
+            | M::Cmovns
+            | M::Cmovo
+            | M::Cmovp
+            | M::Cmovs
+    )
+}
+
+/// SETcc, any condition.
+pub(crate) fn is_setcc(m: M) -> bool {
+    matches!(
+        m,
+        M::Seta
+            | M::Setae
+            | M::Setb
+            | M::Setbe
+            | M::Sete
+            | M::Setg
+            | M::Setge
+            | M::Setl
+            | M::Setle
+            | M::Setne
+            | M::Setno
+            | M::Setnp
+            | M::Setns
+            | M::Seto
+            | M::Setp
+            | M::Sets
+    )
+}
+
 /// `f::<.., S>` for an operand size of `size` bytes (1, 2, 4 or 8): the hottest forms are
 /// compiled once per size, so masks, flag widths and register merges are constants.
 macro_rules! sized {
@@ -304,22 +350,7 @@ pub fn select(i: &Instruction, bits: u32) -> Option<(Exec, Ops)> {
                 None
             }
         }
-        M::Cmova
-        | M::Cmovae
-        | M::Cmovb
-        | M::Cmovbe
-        | M::Cmove
-        | M::Cmovg
-        | M::Cmovge
-        | M::Cmovl
-        | M::Cmovle
-        | M::Cmovne
-        | M::Cmovno
-        | M::Cmovnp
-        | M::Cmovns
-        | M::Cmovo
-        | M::Cmovp
-        | M::Cmovs => {
+        m if is_cmovcc(m) => {
             o.r0 = reg_op(i, 0)?;
             let size = i.op0_register().size();
             o.size = size as u8;
@@ -334,22 +365,7 @@ pub fn select(i: &Instruction, bits: u32) -> Option<(Exec, Ops)> {
                 None
             }
         }
-        M::Seta
-        | M::Setae
-        | M::Setb
-        | M::Setbe
-        | M::Sete
-        | M::Setg
-        | M::Setge
-        | M::Setl
-        | M::Setle
-        | M::Setne
-        | M::Setno
-        | M::Setnp
-        | M::Setns
-        | M::Seto
-        | M::Setp
-        | M::Sets => {
+        m if is_setcc(m) => {
             o.r0 = reg_op(i, 0)?;
             o.size = 1;
             o.aux = alu::cc(i);

@@ -310,6 +310,21 @@ impl Asm {
         self.byte(n);
     }
 
+    /// `cmovcc dst, src` for condition `cc`.
+    pub fn cmov(&mut self, cc: u8, w: W, dst: R, src: R) {
+        self.op(
+            w == W::Q,
+            &[0x0f, 0x40 | (cc & 15)],
+            dst as u8,
+            Rm::Reg(src as u8),
+        );
+    }
+
+    /// `mov byte [m], src` (the low byte of RAX, RCX, RDX or RBX).
+    pub fn store8(&mut self, m: M, src: R) {
+        self.op(false, &[0x88], src as u8, Rm::Mem(m));
+    }
+
     /// `pushfq`.
     pub fn pushf(&mut self) {
         self.byte(0x9c);
@@ -438,6 +453,9 @@ mod tests {
         a.shift(Shift::Sar, W::D, R::Rdx, 3);
         a.pushf();
         a.popf();
+        a.cmov(0xf, W::D, R::Rax, R::Rcx);
+        a.cmov(2, W::Q, R::Rdx, R::Rsi);
+        a.store8(near, R::Rcx);
         a.cmp_m8(
             M {
                 base: R::Rax,
@@ -491,6 +509,9 @@ mod tests {
             "sar edx,3",
             "pushfq",
             "popfq",
+            "cmovg eax,ecx",
+            "cmovb rdx,rsi",
+            "mov [rbx-8],cl",
             "cmp byte ptr [rax],0",
             "dec edx",
             "inc rdx",

@@ -38,7 +38,7 @@ fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
     let mem = qword_ptr(DATA + 8 * rng.below(32) as u64);
     let dmem = dword_ptr(DATA + 4 * rng.below(64) as u64);
     let slot = 8 * rng.below(32) as i32;
-    match rng.below(53) {
+    match rng.below(59) {
         0 => a.add(q, q2),
         1 => a.sub(d, d2),
         2 => a.and(q, imm),
@@ -99,6 +99,12 @@ fn one(a: &mut CodeAssembler, rng: &mut Rng) -> Result<(), IcedError> {
         49 => a.imul_3(q, q2, imm),
         50 => a.imul_3(d, d2, imm),
         51 => a.imul_2(q, q2),
+        52 => a.cmovg(d, d2),
+        53 => a.cmovb(q, q2),
+        54 => a.sete(R8[rng.below(4)]),
+        55 => a.setl(R8[rng.below(4)]),
+        56 => a.seto(R8[rng.below(4)]),
+        57 => a.cmovbe(d, d2),
         _ => a.xor(d, d),
     }
 }

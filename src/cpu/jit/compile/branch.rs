@@ -61,40 +61,66 @@ impl Translator {
         self.goto_dynamic(last_index);
     }
 
-    pub(super) fn jcc(&mut self, cc: u8, target: u64, end: u64, last_index: u32) {
-        let taken = self.a.label();
+    /// Set the host flags so that the returned condition code holds exactly when guest
+    /// condition `cc` does (without a branch: for CMOVcc and SETcc).
+    fn host_condition(&mut self, cc: u8) -> u8 {
         let carry = matches!(cc >> 1, 1 | 3);
         match self.known {
-            Some((kind @ (FlagOp::Add | FlagOp::Sub), w)) => {
-                self.replay(kind, w);
-                self.a.jcc(cc, taken);
-            }
+            Some((kind @ (FlagOp::Add | FlagOp::Sub), w)) => self.replay(kind, w),
             Some((FlagOp::Logic, w)) => {
                 self.a.load(w, R::Rax, flags(layout::R));
                 self.a.test_rr(w, R::Rax, R::Rax);
-                self.a.jcc(cc, taken);
             }
             Some((kind @ (FlagOp::Inc | FlagOp::Dec), w)) if !carry => {
                 self.a.load(w, R::Rax, flags(layout::A));
                 self.a.incdec(w, R::Rax, kind == FlagOp::Dec);
-                self.a.jcc(cc, taken);
             }
-            Some((FlagOp::None, _)) => self.jcc_on_bits(cc, taken),
+            Some((FlagOp::None, _)) => self.bits_to_host_flags(),
             _ => {
-                // Flags from a call-out: materialised ones are tested in host flags, lazy
-                // ones by the interpreter's rules.
-                let lazy = self.a.label();
-                let fall = self.a.label();
-                self.a.cmp_m8(flags(layout::OP), FlagOp::None as u8);
-                self.a.jcc(5, lazy);
-                self.jcc_on_bits(cc, taken);
-                self.a.jmp(fall);
-                self.a.bind(lazy);
                 self.call_helper(helpers::cond as *const () as usize, Some(u64::from(cc)));
                 self.a.test_rr(W::D, R::Rax, R::Rax);
-                self.a.jcc(5, taken);
-                self.a.bind(fall);
+                return 5;
             }
+        }
+        cc
+    }
+
+    /// CMOVcc between 32- or 64-bit registers (the 32-bit form zero-extends the destination
+    /// either way, as the hardware does).
+    pub(super) fn cmov(&mut self, cc: u8, w: W, r0: u8, r1: u8) {
+        let host = self.host_condition(cc);
+        self.a.load(w, R::Rax, gpr(r0));
+        self.a.load(w, R::Rcx, gpr(r1));
+        self.a.cmov(host, w, R::Rax, R::Rcx);
+        self.a.store(W::Q, gpr(r0), R::Rax);
+    }
+
+    /// SETcc of a byte register (AL..R15B, never AH..BH).
+    pub(super) fn setcc(&mut self, cc: u8, r0: u8) {
+        let host = self.host_condition(cc);
+        self.a.setcc(host, R::Rax);
+        self.a.store8(gpr(r0), R::Rax);
+    }
+
+    pub(super) fn jcc(&mut self, cc: u8, target: u64, end: u64, last_index: u32) {
+        let taken = self.a.label();
+        if self.known.is_some() {
+            let host = self.host_condition(cc);
+            self.a.jcc(host, taken);
+        } else {
+            // Flags from a call-out: materialised ones are tested in host flags, lazy ones by
+            // the interpreter's rules.
+            let lazy = self.a.label();
+            let fall = self.a.label();
+            self.a.cmp_m8(flags(layout::OP), FlagOp::None as u8);
+            self.a.jcc(5, lazy);
+            self.jcc_on_bits(cc, taken);
+            self.a.jmp(fall);
+            self.a.bind(lazy);
+            self.call_helper(helpers::cond as *const () as usize, Some(u64::from(cc)));
+            self.a.test_rr(W::D, R::Rax, R::Rax);
+            self.a.jcc(5, taken);
+            self.a.bind(fall);
         }
         self.goto(end, last_index);
         self.a.bind(taken);
@@ -105,11 +131,16 @@ impl Translator {
     /// arithmetic flags (and only those: TF, AC or DF in the host's RFLAGS would trap or
     /// break the calling convention) go through POPFQ into the host's.
     fn jcc_on_bits(&mut self, cc: u8, taken: Label) {
+        self.bits_to_host_flags();
+        self.a.jcc(cc, taken);
+    }
+
+    /// The materialised arithmetic flags into the host's RFLAGS.
+    fn bits_to_host_flags(&mut self) {
         self.a.load(W::Q, R::Rax, flags(layout::BITS));
         self.a.alu_ri(Alu::And, W::D, R::Rax, ARITH as i32);
         self.a.push(R::Rax);
         self.a.popf();
-        self.a.jcc(cc, taken);
     }
 
     /// End the block with a jump to `target`. If nothing needs the run loop (budget left,

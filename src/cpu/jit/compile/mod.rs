@@ -248,6 +248,26 @@ impl Translator {
         }
         match m {
             Mn::Movzx | Mn::Movsx | Mn::Movsxd => self.extend(i, k, start, end, mem1),
+            _ if fast::is_cmovcc(m) => {
+                let (Some((r0, w)), Some((r1, w1))) = (reg(i, 0), reg(i, 1)) else {
+                    return false;
+                };
+                if w1 != w {
+                    return false;
+                }
+                self.cmov(alu::cc(i), w, r0, r1);
+                true
+            }
+            _ if fast::is_setcc(m) => {
+                if i.op_kind(0) != OpKind::Register || i.op0_register().size() != 1 {
+                    return false;
+                }
+                let Some(r0) = fast::gpr(i.op0_register()) else {
+                    return false;
+                };
+                self.setcc(alu::cc(i), r0);
+                true
+            }
             Mn::Shl | Mn::Sal | Mn::Shr | Mn::Sar if fast::is_imm(i, 1) => {
                 let Some((r0, w)) = reg(i, 0) else {
                     return false;
