@@ -8,11 +8,13 @@
 //! single-step, interrupt shadow, debugger breakpoints or short instruction budget).
 //!
 //! What it buys: the interpreter pays, per instruction, an indirect call, the loop's RIP and
-//! retire bookkeeping, and the general register and flag plumbing of the fast forms. Here
-//! the register ALU forms are a handful of host instructions, branches test host flags, and
-//! everything else is one direct call to a shim that calls the same semantics pointer the
-//! interpreter would (so behaviour is still defined in one place, and the differential tests
-//! exercise the translations as they do the interpreter).
+//! retire bookkeeping, and the general register and flag plumbing of the fast forms; per
+//! block, the run loop's checks and lookup. Here the common integer forms are a handful of
+//! host instructions, branches test host flags, everything else is one direct call to a shim
+//! that calls the same semantics pointer the interpreter would (so behaviour is still defined
+//! in one place, and the differential tests exercise the translations as they do the
+//! interpreter), and a block that ends in a branch goes on into the next block's translation
+//! through the jump cache ([`Jit`]) when nothing needs the run loop.
 //!
 //! Coherence is the block cache's: a translation belongs to its block, and a block dropped for
 //! a store into its frame (or a new code epoch that shows its bytes changed) is never asked for

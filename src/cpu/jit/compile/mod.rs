@@ -6,12 +6,15 @@
 //! boundary the state is exactly the interpreter's and any instruction can be left to the
 //! interpreter's semantics:
 //!
-//! - register-to-register MOV, ADD/SUB/AND/OR/XOR/CMP/TEST, INC/DEC and LEA at 32 and 64 bits
-//!   in 64-bit code are emitted inline: host loads, one host ALU instruction, stores, and the
-//!   lazy-flags record written exactly as [`crate::cpu::flags::Flags::set_lazy`] would;
-//! - a final Jcc or JMP rel in 64-bit code is emitted inline; when the instruction that set
-//!   the flags was emitted inline in the same block, the condition is evaluated by running that
-//!   instruction's host twin again on the recorded operands (same flags, by construction);
+//! - in 64-bit code, the commonest integer forms are emitted inline: MOV, the ALU group,
+//!   INC/DEC, LEA, shifts by an immediate, IMUL, MOVZX/MOVSX, CMOVcc and SETcc on 32- and
+//!   64-bit registers (the flags recorded exactly as the interpreter records them), and loads,
+//!   stores, PUSH/POP, CALL and RET through an inline TLB lookup whose misses take the
+//!   instruction's call-out;
+//! - a final Jcc, JMP rel, CALL rel32 or RET in 64-bit code is emitted inline; when the
+//!   instruction that set the flags was emitted inline in the same block, the condition is
+//!   evaluated by running that instruction's host twin again on the recorded operands (same
+//!   flags, by construction);
 //! - every other instruction is a call-out: RIP and next RIP are stored, and
 //!   [`super::helpers::callout`] runs the instruction's semantics pointer as the interpreter
 //!   would. A fault or an early block end leaves through an exit that returns the index of the
