@@ -1,9 +1,9 @@
 //! The baseline JIT: hot decoded blocks become host code that runs them without the
 //! interpreter loop.
 //!
-//! How a block gets here: the run loop asks [`Cpu::jit_entry`] for the block it is about to
-//! run; each ask counts, and on the [`HOT`]th the block is translated ([`compile`]) into this
-//! vCPU's executable [`arena`]. From then on the run loop calls the translation instead of
+//! How a block gets here: the run loop asks `Cpu::jit_entry` for the block it is about to
+//! run; each ask counts, and on the [`HOT`]th the block is translated (`compile`) into this
+//! vCPU's executable `arena`. From then on the run loop calls the translation instead of
 //! stepping through the instructions, whenever it would have run the whole block anyway (no
 //! single-step, interrupt shadow, debugger breakpoints or short instruction budget).
 //!
