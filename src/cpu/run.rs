@@ -118,40 +118,11 @@ impl Cpu {
             } else {
                 None
             };
-            // Instructions retired by a translated loop's extra passes (the TSC has them).
+            // Instructions of the blocks a translation ran before its last one (loops and
+            // chains; an instruction-counting TSC has them already).
             let mut looped = 0;
             if let Some(entry) = entry {
-                let budget = if self.trace.mask.cpu {
-                    // Traced: one block per entry, as interpreted.
-                    0
-                } else {
-                    room as u64
-                };
-                if block.phys != super::decode::UNCACHED {
-                    let gen = self.blocks.generation();
-                    let rip = self.state.rip;
-                    self.jit.remember(rip, block.phys, gen, block.len, entry);
-                }
-                self.jit_ctx.budget = budget;
-                self.jit_ctx.tlb_tag = self.block_mode.jit_tag_bits();
-                self.jit_ctx.kick = kick as *const AtomicBool as usize;
-                self.jit_ctx.watch = std::sync::Arc::as_ptr(&self.code) as usize;
-                // SAFETY: `entry` is the translation of `block`, which stays alive for this
-                // iteration; it is entered with this Cpu, which nothing else uses meanwhile
-                // (the translation reaches it only through the pointer it is given), and
-                // `jit_ctx` points at the kick flag and code watch, alive for the call.
-                let word = unsafe { entry(self as *mut Cpu) };
-                looped = budget - self.jit_ctx.budget;
-                let index = word & 0xffff_ffff;
-                retired = index + 1;
-                if word >> 32 == super::jit::FAULT {
-                    if let Some(f) = self.jit_fault.take() {
-                        if f != Fault::Halt {
-                            retired = index;
-                        }
-                        result = self.fault(f);
-                    }
-                }
+                (retired, looped, result) = self.run_translated(block, entry, room, kick);
             }
             let insns = if entry.is_some() {
                 &[][..]
@@ -212,6 +183,48 @@ impl Cpu {
                 return CpuExit::Debug;
             }
         }
+    }
+
+    /// Run `block`'s translation `entry` with `room` instructions of budget left: how many
+    /// instructions its last block retired, how many the blocks before it did, and the effect
+    /// of a fault it met.
+    fn run_translated(
+        &mut self,
+        block: super::decode::BlockRef,
+        entry: super::jit::Entry,
+        room: usize,
+        kick: &AtomicBool,
+    ) -> (u64, u64, Result<(), CpuExit>) {
+        let budget = if self.trace.mask.cpu {
+            // Traced: one block per entry, as interpreted.
+            0
+        } else {
+            room as u64
+        };
+        if block.phys != super::decode::UNCACHED {
+            let gen = self.blocks.generation();
+            let rip = self.state.rip;
+            self.jit.remember(rip, block.phys, gen, block.len, entry);
+        }
+        self.jit_ctx.budget = budget;
+        self.jit_ctx.tlb_tag = self.block_mode.jit_tag_bits();
+        self.jit_ctx.kick = kick as *const AtomicBool as usize;
+        self.jit_ctx.watch = std::sync::Arc::as_ptr(&self.code) as usize;
+        // SAFETY: `entry` is the translation of `block`, which stays alive for this
+        // iteration of the run loop; it is entered with this Cpu, which nothing else uses
+        // meanwhile (the translation reaches it only through the pointer it is given), and
+        // `jit_ctx` points at the kick flag and code watch, alive for the call.
+        let word = unsafe { entry(self as *mut Cpu) };
+        let looped = budget - self.jit_ctx.budget;
+        let index = word & 0xffff_ffff;
+        if word >> 32 == super::jit::FAULT {
+            if let Some(f) = self.jit_fault.take() {
+                // HLT retires; a faulting instruction does not.
+                let retired = if f == Fault::Halt { index + 1 } else { index };
+                return (retired, looped, self.fault(f));
+            }
+        }
+        (index + 1, looped, Ok(()))
     }
 
     /// Turn a fault into its effect: exception delivery, halt, or an exit.

@@ -28,8 +28,8 @@ mod helpers;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-pub use arena::ArenaError;
-use arena::{Arena, CodeRef, Entry, ARENA_BYTES};
+use arena::{Arena, CodeRef, ARENA_BYTES};
+pub use arena::{ArenaError, Entry};
 pub(crate) use compile::FAULT;
 
 use super::decode::BlockRef;
