@@ -95,7 +95,8 @@ pub(crate) const JUMP_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
 pub(crate) const JUMP_ENTRY_SHIFT: u32 = 6;
 const _: () = assert!(std::mem::size_of::<JumpEntry>() == 1 << JUMP_ENTRY_SHIFT);
 
-/// The jump-cache slot of a block at `rip` (a translation computes it for a constant target).
+/// The jump-cache slot of a block at `rip` (translated code computes the same hash with
+/// [`JUMP_HASH`]).
 pub(crate) fn jump_index(rip: u64) -> usize {
     (rip.wrapping_mul(JUMP_HASH) >> (64 - JUMP_BITS)) as usize
 }
@@ -114,8 +115,6 @@ pub struct Jit {
     arena: Option<Arena>,
     /// Blocks translated so far.
     pub translated: u64,
-    /// Bytes of host code written so far.
-    pub code_bytes: u64,
     jumps: Box<[JumpEntry; 1 << JUMP_BITS]>,
 }
 
@@ -127,7 +126,6 @@ impl Jit {
             hot: HOT,
             arena: None,
             translated: 0,
-            code_bytes: 0,
             jumps: Box::new([JumpEntry::default(); 1 << JUMP_BITS]),
         }
     }
@@ -145,11 +143,6 @@ impl Jit {
             top: entry as usize as u64 + compile::PROLOGUE as u64,
             _pad: [0; 3],
         };
-    }
-
-    /// Arena generations started (0 before the first translation).
-    pub fn generations(&self) -> u32 {
-        self.arena.as_ref().map_or(0, Arena::generation)
     }
 }
 
@@ -206,7 +199,6 @@ impl Cpu {
         }
         block.jit().code.store(r, Ordering::Relaxed);
         self.jit.translated += 1;
-        self.jit.code_bytes += code.len() as u64;
         arena.entry(r)
     }
 }

@@ -85,18 +85,7 @@ fn fast_forms_agree_with_the_general_semantics() {
             let eb = b.cpu.run_limited(&kick, 200);
             let what = format!("{mode:?} {:02x?} ({insn}) seed {seed:#x}", &code);
             assert_eq!(ea, eb, "exit: {what}");
-            assert_eq!(a.cpu.state.gpr, b.cpu.state.gpr, "registers: {what}");
-            assert_eq!(a.cpu.state.rip, b.cpu.state.rip, "rip: {what}");
-            assert_eq!(
-                a.cpu.state.flags.get(),
-                b.cpu.state.flags.get(),
-                "flags: {what}"
-            );
-            assert_eq!(
-                *a.io.mmio.lock().unwrap(),
-                *b.io.mmio.lock().unwrap(),
-                "mmio: {what}"
-            );
+            a.assert_same_as(&b, &what);
             assert!(ram(&a) == ram(&b), "memory: {what}");
             if ea == CpuExit::Halt {
                 tested += 1;

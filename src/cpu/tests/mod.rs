@@ -172,6 +172,23 @@ impl Guest {
     pub fn gpr(&self, n: usize) -> u64 {
         self.cpu.state.gpr[n]
     }
+
+    /// Assert that `other` left the same registers, RIP, RFLAGS and MMIO writes (`what` says
+    /// which run this is).
+    pub fn assert_same_as(&self, other: &Guest, what: &str) {
+        assert_eq!(self.cpu.state.gpr, other.cpu.state.gpr, "registers: {what}");
+        assert_eq!(self.cpu.state.rip, other.cpu.state.rip, "rip: {what}");
+        assert_eq!(
+            self.cpu.state.flags.get(),
+            other.cpu.state.flags.get(),
+            "flags: {what}"
+        );
+        assert_eq!(
+            *self.io.mmio.lock().unwrap(),
+            *other.io.mmio.lock().unwrap(),
+            "mmio: {what}"
+        );
+    }
 }
 
 /// xorshift64*: reproducible without a crate.

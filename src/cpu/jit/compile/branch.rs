@@ -5,14 +5,13 @@
 
 use std::mem::offset_of;
 
+use super::memory::HOST;
 use super::{field, flags, gpr, rip_field, state, Translator};
 use crate::accel::code_watch::layout as watch_layout;
 use crate::cpu::decode::GEN_OFFSET;
 use crate::cpu::flags::{layout, FlagOp, ARITH};
 use crate::cpu::jit::asm::{Alu, Label, M, R, W};
-use crate::cpu::jit::{
-    helpers, jump_index, Jit, JumpEntry, LoopCtx, JUMP_BITS, JUMP_ENTRY_SHIFT, JUMP_HASH,
-};
+use crate::cpu::jit::{helpers, Jit, JumpEntry, LoopCtx, JUMP_BITS, JUMP_ENTRY_SHIFT, JUMP_HASH};
 use crate::cpu::mmu::seg::canonical;
 use crate::cpu::mmu::tlb::{layout as tlb_layout, Access, TLB_SIZE};
 use crate::cpu::state::CpuState;
@@ -22,14 +21,8 @@ impl Translator {
     /// CALL rel32 in 64-bit mode: push the return address, then on as a jump.
     pub(super) fn call(&mut self, target: u64, k: u32, start: u64, end: u64, last_index: u32) {
         let slow = self.a.label();
-        self.a.load(W::Q, R::Rax, gpr(4));
-        self.a.alu_ri(Alu::Sub, W::Q, R::Rax, 8);
-        self.tlb_lookup_lin(8, Access::Write, slow);
-        let host = M {
-            base: R::Rdx,
-            disp: 0,
-        };
-        self.a.store_imm64(host, end, R::Rcx);
+        self.push_slot(slow);
+        self.a.store_imm64(HOST, end, R::Rcx);
         self.a.store(W::Q, gpr(4), R::Rax);
         self.slow_path(slow, k, start, end);
         self.goto(target, last_index);
@@ -39,16 +32,7 @@ impl Translator {
     /// checked canonical (the call-out raises the #GP), then on as an indirect jump.
     pub(super) fn ret(&mut self, pop: i32, k: u32, start: u64, end: u64, last_index: u32) {
         let slow = self.a.label();
-        self.a.load(W::Q, R::Rax, gpr(4));
-        self.tlb_lookup_lin(8, Access::Read, slow);
-        self.a.load(
-            W::Q,
-            R::Rcx,
-            M {
-                base: R::Rdx,
-                disp: 0,
-            },
-        );
+        self.pop_top(slow);
         self.a.mov_rr(W::Q, R::Rdx, R::Rcx);
         self.a.shl(R::Rdx, 16);
         self.a.sar(R::Rdx, 16);
@@ -168,46 +152,7 @@ impl Translator {
                 self.count_pass(budget);
                 self.a.jmp(self.top);
             } else {
-                // The target's frame, from the instruction TLB entry of its page.
-                let tlb = offset_of!(Cpu, tlb) + tlb_layout::set(Access::Exec as usize);
-                self.a.load(W::Q, R::Rdx, field(tlb));
-                let e = |off: usize| M {
-                    base: R::Rdx,
-                    disp: ((((target >> 12) as usize & (TLB_SIZE - 1)) << tlb_layout::SHIFT) + off)
-                        as i32,
-                };
-                self.a.mov_imm(R::Rcx, target & !0xfff);
-                self.a
-                    .alu_rm(Alu::Or, W::Q, R::Rcx, ctx(offset_of!(LoopCtx, tlb_tag)));
-                self.a.alu_rm(Alu::Cmp, W::Q, R::Rcx, e(tlb_layout::TAG));
-                self.a.jcc(5, out);
-                self.a.load(W::Q, R::Rcx, e(tlb_layout::PHYS));
-                self.a
-                    .alu_ri(Alu::Or, W::Q, R::Rcx, (target & 0xfff) as i32);
-                // The jump-cache entry for `target`.
-                let jumps = offset_of!(Cpu, jit) + offset_of!(Jit, jumps);
-                self.a.load(W::Q, R::Rdx, field(jumps));
-                let j = |off: usize| M {
-                    base: R::Rdx,
-                    disp: (jump_index(target) * std::mem::size_of::<JumpEntry>() + off) as i32,
-                };
-                self.a
-                    .alu_rm(Alu::Cmp, W::Q, R::Rcx, j(offset_of!(JumpEntry, phys)));
-                self.a.jcc(5, out);
-                self.a.mov_imm(R::Rcx, target);
-                self.a
-                    .alu_rm(Alu::Cmp, W::Q, R::Rcx, j(offset_of!(JumpEntry, rip)));
-                self.a.jcc(5, out);
-                self.a
-                    .load(W::Q, R::Rcx, field(offset_of!(Cpu, blocks) + GEN_OFFSET));
-                self.a
-                    .alu_rm(Alu::Cmp, W::Q, R::Rcx, j(offset_of!(JumpEntry, gen)));
-                self.a.jcc(5, out);
-                self.a
-                    .alu_rm(Alu::Cmp, W::Q, R::Rax, j(offset_of!(JumpEntry, len)));
-                self.a.jcc(2, out);
-                self.count_pass(budget);
-                self.a.jmp_m(j(offset_of!(JumpEntry, top)));
+                self.chain(budget, out);
             }
             self.a.bind(out);
         }
@@ -219,9 +164,19 @@ impl Translator {
     /// indexed at run time.
     pub(super) fn goto_dynamic(&mut self, last_index: u32) {
         let out = self.a.label();
-        let ctx = |off: usize| field(offset_of!(Cpu, jit_ctx) + off);
-        let budget = ctx(offset_of!(LoopCtx, budget));
+        let budget = field(offset_of!(Cpu, jit_ctx) + offset_of!(LoopCtx, budget));
         self.attention(budget, out);
+        self.chain(budget, out);
+        self.a.bind(out);
+        self.finish_block(last_index);
+    }
+
+    /// Jump into the translation of the block at the stored RIP if the jump cache has it
+    /// (found by RIP, checked against the physical address the instruction TLB gives for it
+    /// and the link generation) and the budget left in RAX (see
+    /// [`Translator::attention`]) covers it; else go to `out`.
+    fn chain(&mut self, budget: M, out: Label) {
+        let ctx = |off: usize| field(offset_of!(Cpu, jit_ctx) + off);
         let mem = |base: R, off: usize| M {
             base,
             disp: off as i32,
@@ -285,8 +240,6 @@ impl Translator {
         self.a.jcc(2, out);
         self.count_pass(budget);
         self.a.jmp_m(mem(R::Rdx, offset_of!(JumpEntry, top)));
-        self.a.bind(out);
-        self.finish_block(last_index);
     }
 
     /// The checks before going on in translated code: leaves in RAX the budget left once

@@ -16,6 +16,12 @@ use crate::cpu::jit::LoopCtx;
 use crate::cpu::mmu::tlb::{layout as tlb_layout, Access, TLB_SIZE};
 use crate::cpu::Cpu;
 
+/// Where [`Translator::tlb_lookup`] leaves the host address of the access.
+pub(super) const HOST: M = M {
+    base: R::Rdx,
+    disp: 0,
+};
+
 impl Translator {
     /// `op r, [m]`, and CMP/TEST `[m], r/imm` (no memory write): the operand loaded through
     /// the inline TLB lookup, the call-out on a miss. Either way the flags record is the
@@ -32,17 +38,13 @@ impl Translator {
         let Some(m) = flat_mem(i) else {
             return false;
         };
-        let host = M {
-            base: R::Rdx,
-            disp: 0,
-        };
         let slow = self.a.label();
         if load_src {
             let Some((r0, w)) = reg(i, 0) else {
                 return false;
             };
             self.tlb_lookup(&m, w, Access::Read, slow);
-            self.a.load(w, R::Rcx, host);
+            self.a.load(w, R::Rcx, HOST);
             self.a.load(w, R::Rax, gpr(r0));
             self.alu_values(op, kind, writes.then_some(r0), w);
         } else {
@@ -63,7 +65,7 @@ impl Translator {
                 return false;
             };
             self.tlb_lookup(&m, w, Access::Read, slow);
-            self.a.load(w, R::Rax, host);
+            self.a.load(w, R::Rax, HOST);
             self.load_src(w, src);
             self.alu_values(op, kind, None, w);
         }
@@ -105,11 +107,7 @@ impl Translator {
                 Ext::D => 4,
             };
             self.tlb_lookup_sized(&m, size, Access::Read, slow);
-            let host = M {
-                base: R::Rdx,
-                disp: 0,
-            };
-            self.a.extend_m(from, signed, w, R::Rax, host);
+            self.a.extend_m(from, signed, w, R::Rax, HOST);
         } else {
             if i.op_kind(1) != OpKind::Register {
                 return false;
@@ -127,21 +125,28 @@ impl Translator {
         true
     }
 
-    /// PUSH r64 in 64-bit mode.
-    pub(super) fn push(&mut self, r: u8, k: u32, start: u64, end: u64) {
-        let slow = self.a.label();
+    /// RAX = RSP - 8 and RDX = the host address of that stack slot, or on to `slow`: the
+    /// first half of a 64-bit push (the caller stores, then sets RSP to RAX).
+    pub(super) fn push_slot(&mut self, slow: Label) {
         self.a.load(W::Q, R::Rax, gpr(4));
         self.a.alu_ri(Alu::Sub, W::Q, R::Rax, 8);
         self.tlb_lookup_lin(8, Access::Write, slow);
+    }
+
+    /// RAX = RSP and RCX = the qword on top of the stack, or on to `slow`: the first half of a
+    /// 64-bit pop (the caller moves RSP on).
+    pub(super) fn pop_top(&mut self, slow: Label) {
+        self.a.load(W::Q, R::Rax, gpr(4));
+        self.tlb_lookup_lin(8, Access::Read, slow);
+        self.a.load(W::Q, R::Rcx, HOST);
+    }
+
+    /// PUSH r64 in 64-bit mode.
+    pub(super) fn push(&mut self, r: u8, k: u32, start: u64, end: u64) {
+        let slow = self.a.label();
+        self.push_slot(slow);
         self.a.load(W::Q, R::Rcx, gpr(r));
-        self.a.store(
-            W::Q,
-            M {
-                base: R::Rdx,
-                disp: 0,
-            },
-            R::Rcx,
-        );
+        self.a.store(W::Q, HOST, R::Rcx);
         self.a.store(W::Q, gpr(4), R::Rax);
         self.slow_path(slow, k, start, end);
     }
@@ -149,16 +154,7 @@ impl Translator {
     /// POP r64 in 64-bit mode (POP RSP leaves the popped value).
     pub(super) fn pop(&mut self, r: u8, k: u32, start: u64, end: u64) {
         let slow = self.a.label();
-        self.a.load(W::Q, R::Rax, gpr(4));
-        self.tlb_lookup_lin(8, Access::Read, slow);
-        self.a.load(
-            W::Q,
-            R::Rcx,
-            M {
-                base: R::Rdx,
-                disp: 0,
-            },
-        );
+        self.pop_top(slow);
         self.a.alu_ri(Alu::Add, W::Q, R::Rax, 8);
         self.a.store(W::Q, gpr(4), R::Rax);
         self.a.store(W::Q, gpr(r), R::Rcx);
@@ -179,32 +175,28 @@ impl Translator {
         let Some(m) = flat_mem(i) else {
             return false;
         };
-        let host = M {
-            base: R::Rdx,
-            disp: 0,
-        };
         let slow = self.a.label();
         if load {
             let Some((r0, w)) = reg(i, 0) else {
                 return false;
             };
             self.tlb_lookup(&m, w, Access::Read, slow);
-            self.a.load(w, R::Rcx, host);
+            self.a.load(w, R::Rcx, HOST);
             self.a.store(W::Q, gpr(r0), R::Rcx);
         } else if let Some((r1, w)) = reg(i, 1) {
             self.tlb_lookup(&m, w, Access::Write, slow);
             self.a.load(w, R::Rcx, gpr(r1));
-            self.a.store(w, host, R::Rcx);
+            self.a.store(w, HOST, R::Rcx);
         } else if fast::is_imm(i, 1) {
             let v = i.immediate(1);
             match i.memory_size().size() {
                 8 => {
                     self.tlb_lookup(&m, W::Q, Access::Write, slow);
-                    self.a.store_imm64(host, v, R::Rcx);
+                    self.a.store_imm64(HOST, v, R::Rcx);
                 }
                 4 => {
                     self.tlb_lookup(&m, W::D, Access::Write, slow);
-                    self.a.store_imm32(host, v as u32);
+                    self.a.store_imm32(HOST, v as u32);
                 }
                 _ => return false,
             }
